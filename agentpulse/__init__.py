@@ -1,0 +1,93 @@
+"""AgentPulse: zero-config observability for LLM agents.
+
+Example::
+
+    import agentpulse
+    agentpulse.init()   # every OpenAI / Anthropic / LiteLLM / ... call is now captured
+
+    with agentpulse.session("daily-email"):
+        ...
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ._version import __version__
+from .client import AgentPulse, get_client
+from .client import init as _init
+from .client import shutdown as _shutdown
+from .config import ConfigError
+from .context import Span, current_span
+from .structure import session, trace
+
+__all__ = [
+    "AgentPulse",
+    "ConfigError",
+    "Span",
+    "__version__",
+    "alert",
+    "current_span",
+    "event",
+    "flush",
+    "get_client",
+    "init",
+    "metric",
+    "session",
+    "shutdown",
+    "stats",
+    "trace",
+]
+
+
+def init(**options: Any) -> AgentPulse:
+    """Start AgentPulse for this process and return the client.
+
+    Every option can also come from an ``AGENTPULSE_<OPTION>`` environment
+    variable; keyword arguments win. A bad value raises ``ConfigError`` naming
+    the option. Calling ``init()`` again returns the same client.
+
+    Example::
+
+        import agentpulse
+        agentpulse.init(agent_name="marcus", capture_messages=False)
+    """
+    return _init(**options)
+
+
+def shutdown(timeout: Optional[float] = None) -> bool:
+    """Flush what is queued (bounded by ``timeout``), stop the worker and undo all patches."""
+    return _shutdown(timeout)
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Wait until queued events are exported; ``True`` if done within ``timeout`` seconds."""
+    client = get_client()
+    return True if client is None else client.flush(timeout)
+
+
+def stats() -> Dict[str, int]:
+    """The reporter's counters: queued, sent, dropped, failed, retried, coerced, truncated, ..."""
+    client = get_client()
+    return {} if client is None else client.stats()
+
+
+def event(name: str, data: Optional[Dict[str, Any]] = None) -> None:
+    """Record a named event: ``agentpulse.event("email_sent", {"to": 3})``."""
+    client = get_client()
+    if client is not None:
+        client.event(name, data)
+
+
+def metric(name: str, value: float, tags: Optional[Dict[str, Any]] = None) -> None:
+    """Record a number: ``agentpulse.metric("inbox_size", 42, tags={"box": "main"})``."""
+    client = get_client()
+    if client is not None:
+        client.metric(name, value, tags)
+
+
+def alert(title: str, severity: str = "warning", details: Optional[Dict[str, Any]] = None) -> None:
+    """Record something that needs a human: ``agentpulse.alert("quota low", "error")``."""
+    client = get_client()
+    if client is not None:
+        client.alert(title, severity, details)

@@ -85,7 +85,11 @@ class AgentPulse:
             max_string_length=config.max_string_length,
         )
         self._shut = False
-        self.guards: Any = None  # budget / loop guard, set by the structure layer
+        from .guards import Guards
+        from .privacy import Redactor
+
+        self.guards = Guards(self)
+        self.redact = Redactor(config)
 
     # -- events -----------------------------------------------------------
 

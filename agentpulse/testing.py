@@ -1,0 +1,1 @@
+"""Pytest plugin for users' own tests (placeholder: fixtures land with the structure layer)."""

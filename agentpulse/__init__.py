@@ -19,23 +19,33 @@ from .client import init as _init
 from .client import shutdown as _shutdown
 from .config import ConfigError
 from .context import Span, current_span
-from .structure import session, trace
+from .crons import cron
+from .guards import BudgetExceeded
+from .memory import memory_report
+from .structure import agent, session, set_metadata, set_user, task, trace
 
 __all__ = [
     "AgentPulse",
+    "BudgetExceeded",
     "ConfigError",
     "Span",
     "__version__",
+    "agent",
     "alert",
+    "cron",
     "current_span",
     "event",
     "flush",
     "get_client",
     "init",
+    "memory_report",
     "metric",
     "session",
+    "set_metadata",
+    "set_user",
     "shutdown",
     "stats",
+    "task",
     "trace",
 ]
 
@@ -57,13 +67,24 @@ def init(**options: Any) -> AgentPulse:
 
 def shutdown(timeout: Optional[float] = None) -> bool:
     """Flush what is queued (bounded by ``timeout``), stop the worker and undo all patches."""
+    _wait_for_memory_reports(timeout)
     return _shutdown(timeout)
 
 
 def flush(timeout: Optional[float] = None) -> bool:
     """Wait until queued events are exported; ``True`` if done within ``timeout`` seconds."""
     client = get_client()
-    return True if client is None else client.flush(timeout)
+    if client is None:
+        return True
+    _wait_for_memory_reports(timeout)
+    return client.flush(timeout)
+
+
+def _wait_for_memory_reports(timeout: Optional[float]) -> None:
+    # memory_report() reads files on a background thread: let those reports reach the queue first.
+    from .memory import wait_for_reports
+
+    wait_for_reports(5.0 if timeout is None else timeout)
 
 
 def stats() -> Dict[str, int]:

@@ -12,13 +12,13 @@ import atexit
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from ._internal import capture_internal_errors, internal_errors, logger, set_debug
 from .config import Config
 from .context import Span, _current
 from .exporters.base import Exporter
-from .reporter import Reporter, process_info
+from .reporter import Reporter
 
 __all__ = ["AgentPulse", "get_client", "init", "shutdown"]
 
@@ -48,6 +48,21 @@ def _build_exporter(config: Config) -> Exporter:
     return LocalExporter(config.local_path)
 
 
+def _copy(data: Any) -> Any:
+    # A shallow copy, so the caller reusing its dict for the next call changes nothing queued.
+    # Anything that is not a dict is kept as it is and made JSON-safe on the worker.
+    if type(data) is dict:
+        return data.copy()
+    if data is None:
+        return {}
+    if isinstance(data, Mapping):
+        try:
+            return dict(data)
+        except Exception:
+            pass
+    return {"value": data}
+
+
 class _NullExporter(Exporter):
     name = "none"
 
@@ -74,7 +89,10 @@ class AgentPulse:
         self._started_perf = time.perf_counter()
         self._before_send: Optional[Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]] = config.before_send
         self.dropped_by_before_send = 0
-        self.exporter: Exporter = exporter if exporter is not None else _build_exporter(config)
+        if exporter is None:
+            # Disabled: build nothing that touches the disk or the network.
+            exporter = _build_exporter(config) if config.enabled else _NullExporter()
+        self.exporter: Exporter = exporter
         self.reporter = Reporter(
             self.exporter,
             agent_name=config.agent_name,
@@ -138,15 +156,18 @@ class AgentPulse:
 
     def event(self, name: str, data: Optional[Dict[str, Any]] = None) -> None:
         """Record a named event with a dict of data (coerced to JSON on the worker)."""
-        self.emit("event", {"name": name, "data": dict(data) if data else {}})
+        if self.enabled:
+            self.emit("event", {"name": name, "data": data.copy() if type(data) is dict else _copy(data)})
 
     def metric(self, name: str, value: float, tags: Optional[Dict[str, Any]] = None) -> None:
         """Record a number."""
-        self.emit("metric", {"name": name, "value": value, "tags": dict(tags) if tags else {}})
+        if self.enabled:
+            self.emit("metric", {"name": name, "value": value, "tags": _copy(tags)})
 
     def alert(self, title: str, severity: str = "warning", details: Optional[Dict[str, Any]] = None) -> None:
         """Record something that needs a human."""
-        self.emit("alert", {"title": title, "severity": severity, "details": dict(details) if details else {}})
+        if self.enabled:
+            self.emit("alert", {"title": title, "severity": severity, "details": _copy(details)})
 
     # -- lifecycle --------------------------------------------------------
 
@@ -156,7 +177,8 @@ class AgentPulse:
             return
         set_debug(self.config.debug)
         with capture_internal_errors("client.start.process_start"):
-            self.emit("process_start", {"fingerprint": process_info()}, span=None)
+            # The fingerprint is filled in on the worker: reading library versions costs milliseconds.
+            self.emit("process_start", {}, span=None)
         if self.config.propagate_context:
             from .context import install_thread_propagation
 
@@ -168,6 +190,10 @@ class AgentPulse:
             from .patching import apply_integrations
 
             apply_integrations(self)
+        with capture_internal_errors("client.start.frameworks"):
+            from .frameworks import install_frameworks
+
+            install_frameworks(self)
         logger.debug("agentpulse: started, events go to %s", self.exporter.describe())
 
     def flush(self, timeout: Optional[float] = None) -> bool:
@@ -226,6 +252,10 @@ def init(_exporter: Optional[Exporter] = None, **options: Any) -> AgentPulse:
     """Start AgentPulse. See ``agentpulse.init`` for the options."""
     global _client, _atexit_registered
     config = Config.resolve(options)
+    if config.patch_specs:
+        from .patching import load_user_specs
+
+        load_user_specs(config)  # a bad spec file fails init() here, naming the file, entry and field
     with _lock:
         if _client is not None and not _client._shut:
             if options and _client.config.model_dump(exclude={"before_send"}) != config.model_dump(
@@ -257,6 +287,10 @@ def shutdown(timeout: Optional[float] = None) -> bool:
         from .patching import unpatch_all
 
         unpatch_all()
+    with capture_internal_errors("client.shutdown.frameworks"):
+        from .frameworks import uninstall_frameworks
+
+        uninstall_frameworks()
     with capture_internal_errors("client.shutdown.hooks"):
         from . import hooks
         from .context import uninstall_thread_propagation

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import os
 import re
@@ -23,7 +24,9 @@ from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-__all__ = ["INTEGRATIONS", "Config", "ConfigError", "ENV_PREFIX"]
+from ._internal import logger
+
+__all__ = ["ENV_PREFIX", "INTEGRATIONS", "Config", "ConfigError"]
 
 ENV_PREFIX = "AGENTPULSE_"
 
@@ -43,8 +46,16 @@ INTEGRATIONS = (
 class ConfigError(ValueError):
     """A configuration option has a value AgentPulse cannot use.
 
-    ``option`` names the option, ``value`` is what was given and ``expected``
-    says what would have been accepted.
+    ``option`` names the option, ``value`` is what was given, ``expected`` says
+    what would have been accepted, and ``env_var`` names the environment
+    variable the value came from (``None`` when it came from ``init()``).
+
+    Example::
+
+        try:
+            agentpulse.init(flush_interval=-1)
+        except agentpulse.ConfigError as e:
+            print(e.option, e.expected)   # flush_interval a number > 0.0
     """
 
     def __init__(self, option: str, value: Any, expected: str, *, source: str = "init()") -> None:
@@ -52,8 +63,11 @@ class ConfigError(ValueError):
         self.value = value
         self.expected = expected
         self.source = source
+        self.env_var: Optional[str] = f"{ENV_PREFIX}{option.upper()}" if source == "env" else None
         shown = _mask(option, value)
-        where = f"environment variable {ENV_PREFIX}{option.upper()}" if source == "env" else f"option '{option}'"
+        where = f"option '{option}'"
+        if self.env_var is not None:
+            where += f" (from environment variable {self.env_var})"
         super().__init__(f"agentpulse: {where} got {shown}; expected {expected}")
 
 
@@ -81,12 +95,17 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=False, arbitrary_types_allowed=True)
 
-    api_key: Optional[SecretStr] = Field(None, description="Key for the HTTP collector; sent as a Bearer token.")
+    api_key: Optional[SecretStr] = Field(
+        None, description="Key for the HTTP collector; sent as a Bearer token."
+    )
     agent_name: str = Field(
-        default_factory=_default_agent_name, min_length=1, description="Name of this agent (default: hostname)."
+        default_factory=_default_agent_name,
+        min_length=1,
+        description="Name of this agent (default: hostname).",
     )
     endpoint: Optional[str] = Field(
-        None, description="Collector base URL, e.g. `http://127.0.0.1:4318`; events go to `{endpoint}/v1/ingest`."
+        None,
+        description="Collector base URL, e.g. `http://127.0.0.1:4318`; events go to `{endpoint}/v1/ingest`.",
     )
     exporter: Literal["auto", "local", "http", "memory", "none"] = Field(
         "auto", description="Where events go. `auto`: `http` when api_key or endpoint is set, else `local`."
@@ -96,17 +115,25 @@ class Config(BaseModel):
     capture_messages: bool = Field(False, description="Record prompt and response text of LLM calls.")
     capture_metadata: bool = Field(True, description="Record metadata given to spans and `set_metadata`.")
     max_string_length: int = Field(
-        8192, ge=64, description="Longer strings in events are truncated, with a marker giving the original size."
+        8192,
+        ge=64,
+        description="Longer strings in events are truncated, with a marker giving the original size.",
     )
     flush_interval: float = Field(1.0, gt=0, le=3600, description="Seconds between flushes of the queue.")
-    max_queue_size: int = Field(10_000, ge=1, description="Events held in memory at most; the oldest is dropped.")
+    max_queue_size: int = Field(
+        10_000, ge=1, description="Events held in memory at most; the oldest is dropped."
+    )
     max_queue_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Bytes of encoded events held for retry at most."
     )
     max_batch_size: int = Field(100, ge=1, le=10_000, description="Events per batch sent.")
-    shutdown_timeout: float = Field(5.0, ge=0, description="Seconds `shutdown()` and the exit flush may take.")
+    shutdown_timeout: float = Field(
+        5.0, ge=0, description="Seconds `shutdown()` and the exit flush may take."
+    )
     request_timeout: float = Field(10.0, gt=0, description="Seconds one HTTP request may take.")
-    max_retries: int = Field(5, ge=0, le=100, description="Retries of a failed HTTP batch before it is requeued.")
+    max_retries: int = Field(
+        5, ge=0, le=100, description="Retries of a failed HTTP batch before it is requeued."
+    )
     local_path: Path = Field(
         default_factory=_default_local_path, description="SQLite file of the local store (default exporter)."
     )
@@ -120,31 +147,41 @@ class Config(BaseModel):
     patch_crewai: bool = Field(True, description="Instrument CrewAI.")
     patch_openai_agents: bool = Field(True, description="Instrument the OpenAI Agents SDK.")
     patch_specs: List[Path] = Field(
-        default_factory=list, description="YAML files of patch specs for your own clients (comma-separated in env)."
+        default_factory=list,
+        description="YAML files of patch specs for your own clients (comma-separated in env).",
     )
     propagate_context: bool = Field(
         True, description="Carry the current span into threads and `ThreadPoolExecutor` work."
     )
-    capture_exceptions: bool = Field(True, description="Record unhandled exceptions (sys/threading excepthook).")
+    capture_exceptions: bool = Field(
+        True, description="Record unhandled exceptions (sys/threading excepthook)."
+    )
     cost_table_override: Optional[Union[Dict[str, Any], Path]] = Field(
         None, description="Prices that win over the built-in table: a dict, or a JSON/YAML file."
     )
     before_send: Optional[Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]] = Field(
         None, description="Called with each event before it is queued; return it (edited) or None to drop it."
     )
-    redact: bool = Field(True, description="Redact API keys, bearer tokens and e-mail addresses in captured text.")
+    redact: bool = Field(
+        True, description="Redact API keys, bearer tokens and e-mail addresses in captured text."
+    )
     redact_patterns: List[str] = Field(
         default_factory=list, description="Extra regular expressions to redact (JSON list in env)."
     )
-    budget_usd_per_hour: Optional[float] = Field(None, gt=0, description="Alert when LLM spend in an hour passes this.")
+    budget_usd_per_hour: Optional[float] = Field(
+        None, gt=0, description="Alert when LLM spend in an hour passes this."
+    )
     budget_usd_per_session: Optional[float] = Field(
         None, gt=0, description="Alert when one session's LLM spend passes this."
     )
     on_budget_exceeded: Literal["alert", "raise"] = Field(
-        "alert", description="`raise`: the next LLM call raises `agentpulse.BudgetExceeded` before it is sent."
+        "alert",
+        description="`raise`: the next LLM call raises `agentpulse.BudgetExceeded` before it is sent.",
     )
     loop_threshold: int = Field(
-        5, ge=2, description="Same model + prompt this many times within `loop_window` in one session: an alert."
+        5,
+        ge=2,
+        description="Same model + prompt this many times within `loop_window` in one session: an alert.",
     )
     loop_window: float = Field(60.0, gt=0, description="Seconds of the loop detector's window.")
 
@@ -185,8 +222,13 @@ class Config(BaseModel):
         for name in kwargs:
             if name not in fields:
                 close = difflib.get_close_matches(name, list(fields), n=1)
-                hint = f"one of the documented options (did you mean '{close[0]}'?)" if close else "a known option"
+                hint = (
+                    f"one of the documented options (did you mean '{close[0]}'?)"
+                    if close
+                    else "a known option"
+                )
                 raise ConfigError(name, kwargs[name], hint)
+        _warn_unknown_env(env, fields)
         values: Dict[str, Any] = {}
         sources: Dict[str, str] = {}
         for name in fields:
@@ -195,12 +237,24 @@ class Config(BaseModel):
                 values[name] = kwargs[name]
                 sources[name] = "init()"
             elif key in env and env[key] != "":
+                if name in _NOT_FROM_ENV:
+                    raise ConfigError(name, env[key], _NOT_FROM_ENV[name], source="env")
                 values[name] = _from_env(name, env[key])
                 sources[name] = "env"
-        # bool fields given as kwargs must be real booleans: init(enabled="no") is a bug.
-        for name, value in values.items():
-            if sources[name] == "init()" and fields[name].annotation is bool and not isinstance(value, bool):
+        for name, value in list(values.items()):
+            if sources[name] != "init()":
+                continue
+            annotation = fields[name].annotation
+            # A bool where a bool belongs, and nowhere else: init(enabled="no") and
+            # init(max_queue_size=True) are bugs, not values to guess at.
+            if annotation is bool and not isinstance(value, bool):
                 raise ConfigError(name, value, "True or False")
+            if annotation in _NUMBERS and isinstance(value, bool):
+                raise ConfigError(name, value, _NUMBERS[annotation])
+            if name in _LISTS and isinstance(value, (str, Path)):
+                values[name] = [value]
+        if values.get("api_key") == "":
+            values["api_key"] = None
         try:
             cfg = cls.model_validate(values)
         except ValidationError as exc:
@@ -209,18 +263,11 @@ class Config(BaseModel):
             raise ConfigError(
                 name,
                 values.get(name),
-                _expected(err),
+                _expected(name, err),
                 source=sources.get(name, "init()"),
             ) from None
         if cfg.cost_table_override is not None:
-            from . import costs
-
-            try:
-                costs.load_overrides(cfg.cost_table_override)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    "cost_table_override", cfg.cost_table_override, f"a valid price table ({exc})"
-                ) from None
+            _check_cost_table(cfg.cost_table_override, sources.get("cost_table_override", "init()"))
         return cfg
 
     def uses_http(self) -> bool:
@@ -252,6 +299,36 @@ class Config(BaseModel):
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.public_dict().items())
         return f"Config({shown})"
+
+
+_NUMBERS: Dict[Any, str] = {int: "a whole number", float: "a number"}
+_LISTS = ("patch_specs", "redact_patterns")
+_NOT_FROM_ENV = {"before_send": "a callable, which only init() can take (not the environment)"}
+
+
+def _warn_unknown_env(env: Mapping[str, str], fields: Mapping[str, Any]) -> None:
+    """A typo in an AGENTPULSE_* variable would otherwise be ignored in silence."""
+    known = {ENV_PREFIX + name.upper() for name in fields}
+    for key in env:
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            if close:
+                logger.warning(
+                    "agentpulse: environment variable %s is not an option (did you mean %s?)", key, close[0]
+                )
+
+
+def _check_cost_table(value: Any, source: str) -> None:
+    try:
+        costs = importlib.import_module("agentpulse.costs")
+    except ImportError:  # the price table ships with the package; a trimmed install may lack it
+        return
+    try:
+        costs.load_overrides(value)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            "cost_table_override", value, f"a valid price table ({exc})", source=source
+        ) from None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -286,14 +363,20 @@ def _from_env(name: str, raw: str) -> Any:
     return text
 
 
-def _expected(err: Mapping[str, Any]) -> str:
+def _expected(name: str, err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
     msg = str(err.get("msg", ""))
+    if name == "cost_table_override":
+        return "a dict of prices, or the path of a JSON or YAML file of them"
+    if name in ("local_path", "patch_specs") and (kind.startswith("path") or kind == "list_type"):
+        return "a file path" if name == "local_path" else "a list of file paths (comma-separated in env)"
     if kind == "value_error":
         return msg.replace("Value error, ", "")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            kind
+        ]
         bound = next(iter(ctx.values()), "?")
         return f"a number {op} {bound}"
     if kind == "literal_error":
@@ -303,13 +386,11 @@ def _expected(err: Mapping[str, Any]) -> str:
     if kind.startswith("float"):
         return "a number"
     if kind.startswith("bool"):
-        return "true or false"
+        return "true or false (1/0, yes/no, on/off)"
     if kind.startswith("string") or kind == "str_type":
         return "a non-empty string"
     if kind.startswith("list"):
         return "a list"
-    if kind.startswith("path") or kind.startswith("union"):
-        return msg.lower()
     if kind == "callable_type":
         return "a callable taking the event dict"
-    return msg.lower()
+    return msg[:1].lower() + msg[1:]

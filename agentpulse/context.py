@@ -20,14 +20,16 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 __all__ = [
     "Span",
     "current_span",
+    "install_thread_propagation",
     "new_span_id",
     "new_trace_id",
-    "install_thread_propagation",
+    "note_error_span",
+    "span_for_error",
     "uninstall_thread_propagation",
 ]
 
@@ -52,22 +54,22 @@ class Span:
     """
 
     __slots__ = (
-        "name",
+        "__weakref__",
+        "agent",
+        "cost_usd",
+        "ended",
+        "error",
         "kind",
-        "trace_id",
-        "span_id",
+        "llm_calls",
+        "metadata",
+        "name",
         "parent",
         "session",
-        "agent",
-        "metadata",
-        "start_ts",
+        "span_id",
         "start_perf",
+        "start_ts",
         "status",
-        "error",
-        "ended",
-        "cost_usd",
-        "llm_calls",
-        "__weakref__",
+        "trace_id",
     )
 
     def __init__(
@@ -83,12 +85,14 @@ class Span:
         self.name = name
         self.kind = kind
         self.parent = parent
-        self.trace_id = parent.trace_id if parent is not None else new_trace_id()
-        self.span_id = new_span_id()
+        self.trace_id: str = parent.trace_id if parent is not None else new_trace_id()
+        self.span_id: str = new_span_id()
         if session is None and parent is not None:
             session = parent.session
-        self.session = session
-        self.agent = agent if agent is not None else (parent.agent if parent is not None else None)
+        self.session: Optional[str] = session
+        self.agent: Optional[str] = (
+            agent if agent is not None else (parent.agent if parent is not None else None)
+        )
         self.metadata: Dict[str, Any] = dict(metadata) if metadata else {}
         self.start_ts = time.time()
         self.start_perf = time.perf_counter()
@@ -136,61 +140,171 @@ def reset_current(token: contextvars.Token[Optional[Span]]) -> None:
     A token made in another context (a generator resumed elsewhere) cannot be
     reset; then the parent of the span being closed becomes current instead.
     """
+    span = _current.get()
+    if span is not None and span.error is not None:
+        note_error_span(span.error, span)
     try:
         _current.reset(token)
     except ValueError:
-        span = _current.get()
         _current.set(span.parent if span is not None else None)
+
+
+# -- which span an exception went through ----------------------------------
+
+# Per thread, the innermost span the latest error ended: (id of the exception, its type, a
+# detached copy of the span). No reference to the exception itself is kept, so a handled
+# exception's frames are never held alive here; sys.excepthook / threading.excepthook look
+# the span up when the error reaches them.
+_errors = threading.local()
+
+
+def _detached(span: Span, *, keep_parent: bool = True) -> Span:
+    """A copy of ``span``'s identity (ids, name, session) that holds nothing else: no error, no metadata."""
+    copy = Span.__new__(Span)
+    copy.name = span.name
+    copy.kind = span.kind
+    copy.trace_id = span.trace_id
+    copy.span_id = span.span_id
+    copy.session = span.session
+    copy.agent = span.agent
+    copy.metadata = {}
+    copy.start_ts = span.start_ts
+    copy.start_perf = span.start_perf
+    copy.status = span.status
+    copy.error = None
+    copy.ended = True
+    copy.cost_usd = 0.0
+    copy.llm_calls = 0
+    parent = span.parent
+    copy.parent = _detached(parent, keep_parent=False) if parent is not None and keep_parent else None
+    return copy
+
+
+def note_error_span(exc: BaseException, span: Optional[Span]) -> None:
+    """Remember that ``exc`` ended ``span`` (the innermost span claims it; outer ones don't).
+
+    Example::
+
+        note_error_span(exc, span)     # what ending a span with an error does
+        span_for_error(exc) is not None
+    """
+    if span is None:
+        return
+    last = getattr(_errors, "last", None)
+    if last is not None and last[0] == id(exc) and last[1] is type(exc):
+        return
+    _errors.last = (id(exc), type(exc), _detached(span))
+
+
+def span_for_error(exc: BaseException) -> Optional[Span]:
+    """The innermost span ``exc`` (or an exception it was raised from) ended in this thread, if known."""
+    last = getattr(_errors, "last", None)
+    if last is None:
+        return None
+    seen = 0
+    e: Optional[BaseException] = exc
+    while e is not None and seen < 8:
+        if id(e) == last[0] and type(e) is last[1]:
+            span: Span = last[2]
+            return span
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return None
 
 
 # -- threads -------------------------------------------------------------
 
-_installed: Dict[str, Any] = {}
+# The originals, captured at the first install and kept: a wrapper someone put around ours
+# after we installed must keep working after we uninstall.
+_orig: Dict[str, Any] = {}
+_active = False
+# Patches uninstall found wrapped by someone else since: ours stays in place, inactive.
+_stuck: Set[str] = set()
 _install_lock = threading.Lock()
+_tls = threading.local()
 
 
 def _thread_start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
     # Bind run() to a copy of the starter's context. Done per instance, so
-    # Thread subclasses that override run() are covered too.
-    if _current.get() is not None:
+    # Thread subclasses that override run() are covered too. Threads a thread
+    # pool starts for itself are not user work and get nothing.
+    if _active and _current.get() is not None and not getattr(_tls, "in_submit", False):
         try:
             ctx = contextvars.copy_context()
             original_run = self.run
+            thread = self
 
             def run_in_context() -> None:
-                ctx.run(original_run)
+                try:
+                    ctx.run(original_run)
+                except BaseException as exc:
+                    note_error_span(exc, ctx.get(_current))
+                    raise
+                finally:
+                    try:
+                        del thread.run  # back to the class's run(); drop the context
+                    except Exception:
+                        pass
 
             self.run = run_in_context  # type: ignore[method-assign]
         except Exception:
             pass
-    return _installed["Thread.start"](self, *args, **kwargs)
+    return _orig["Thread.start"](self, *args, **kwargs)
 
 
 def _executor_submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    if _current.get() is None:
-        return _installed["ThreadPoolExecutor.submit"](self, fn, *args, **kwargs)
+    submit = _orig["ThreadPoolExecutor.submit"]
+    if not _active or _current.get() is None:
+        return submit(self, fn, *args, **kwargs)
     ctx = contextvars.copy_context()
-    return _installed["ThreadPoolExecutor.submit"](self, ctx.run, fn, *args, **kwargs)
+    _tls.in_submit = True
+    try:
+        return submit(self, ctx.run, fn, *args, **kwargs)
+    finally:
+        _tls.in_submit = False
+
+
+_PATCHES = (
+    (threading.Thread, "start", "Thread.start", _thread_start),
+    (ThreadPoolExecutor, "submit", "ThreadPoolExecutor.submit", _executor_submit),
+)
 
 
 def install_thread_propagation() -> None:
-    """Carry the current span into new threads and thread-pool work. Idempotent."""
+    """Carry the current span into new threads and thread-pool work. Idempotent.
+
+    Example::
+
+        install_thread_propagation()   # init() does this unless propagate_context=False
+    """
+    global _active
     with _install_lock:
-        if _installed:
+        if _active:
             return
-        _installed["Thread.start"] = threading.Thread.start
-        _installed["ThreadPoolExecutor.submit"] = ThreadPoolExecutor.submit
-        threading.Thread.start = _thread_start  # type: ignore[method-assign]
-        ThreadPoolExecutor.submit = _executor_submit  # type: ignore[method-assign]
+        for owner, attr, key, ours in _PATCHES:
+            if key not in _stuck:
+                _orig[key] = getattr(owner, attr)
+                setattr(owner, attr, ours)
+        _active = True
 
 
 def uninstall_thread_propagation() -> None:
-    """Undo ``install_thread_propagation``."""
+    """Undo ``install_thread_propagation``.
+
+    A patch that something else wrapped since stays in place but does nothing,
+    so that wrapper keeps working.
+    """
+    global _active
     with _install_lock:
-        if not _installed:
+        if not _active:
             return
-        threading.Thread.start = _installed.pop("Thread.start")  # type: ignore[method-assign]
-        ThreadPoolExecutor.submit = _installed.pop("ThreadPoolExecutor.submit")  # type: ignore[method-assign]
+        _active = False
+        for owner, attr, key, ours in _PATCHES:
+            if getattr(owner, attr) is ours:
+                setattr(owner, attr, _orig[key])
+                _stuck.discard(key)
+            else:
+                _stuck.add(key)
 
 
 def copy_context_of(span: Optional[Span]) -> Tuple[contextvars.Context, Optional[Span]]:

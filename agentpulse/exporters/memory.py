@@ -14,14 +14,20 @@ __all__ = ["MemoryExporter"]
 class MemoryExporter(Exporter):
     """Stores every exported event as the JSON dict a collector would receive.
 
+    After ``fork()`` the child starts empty: what the parent exported is the
+    parent's.
+
     Example::
 
         exp = MemoryExporter()
-        ...  # init(exporter="memory") uses one of these
+        agentpulse.init(_exporter=exp)      # init(exporter="memory") makes one too
+        agentpulse.event("hello")
+        agentpulse.flush()
         names = [e["data"]["name"] for e in exp.events if e["kind"] == "event"]
     """
 
     name = "memory"
+    wants_models = False
 
     def __init__(self) -> None:
         self.batches: List[EncodedBatch] = []
@@ -42,6 +48,10 @@ class MemoryExporter(Exporter):
         """Forget everything exported so far."""
         with self._lock:
             self.batches.clear()
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self.batches = []
 
     def describe(self) -> str:
         return "memory"

@@ -1,0 +1,168 @@
+"""API keys of the collector: created, listed and revoked by ``agentpulse keys``, stored hashed.
+
+A key is ``ap_`` followed by 32 random bytes (URL-safe base64). The store keeps
+only its SHA-256 digest and its first characters (to recognise it in a list):
+a random key of that length needs no slow hash, and the digest is what an
+incoming ``Authorization: Bearer`` header is looked up by. The plain key is
+shown once, when it is created.
+
+Example::
+
+    from agentpulse.server.auth import KeyStore
+    from agentpulse.server.storage import open_storage
+
+    store = open_storage("/tmp/agentpulse.db")
+    store.migrate()
+    keys = KeyStore(store)
+    record, secret = keys.create("laptop")
+    assert keys.verify(secret) == record.id
+    keys.revoke(record.id)
+    store.close()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from typing import Dict, List, Optional, Set, Tuple
+
+from pydantic import BaseModel
+
+from .storage.base import Storage
+
+__all__ = ["KEY_PREFIX", "ApiKey", "KeyStore", "bearer_token", "generate_key", "hash_key"]
+
+KEY_PREFIX = "ap_"
+_SHOWN = 10  # characters of the key kept in clear to tell keys apart
+
+
+def generate_key() -> str:
+    """A new random API key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """The digest stored for ``key``."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def bearer_token(header: Optional[str]) -> Optional[str]:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    return token or None
+
+
+class ApiKey(BaseModel):
+    """An API key as listed: never the key itself."""
+
+    id: str
+    name: str
+    prefix: str
+    created_at: float
+    last_used_at: Optional[float] = None
+    revoked_at: Optional[float] = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class KeyStore:
+    """Create, list, revoke and check API keys. ``verify`` answers from memory; ``refresh`` reloads.
+
+    The active digests are cached and reloaded every ``refresh`` (the collector
+    calls it every few seconds, and at most once a second when an unknown key
+    shows up), so a key created or revoked by ``agentpulse keys`` in another
+    process takes effect within seconds without a restart.
+    """
+
+    def __init__(self, storage: Storage, *, min_refresh_interval: float = 1.0) -> None:
+        self.storage = storage
+        self.min_refresh_interval = min_refresh_interval
+        self._digests: Dict[str, str] = {}
+        self._loaded_at = 0.0
+        self._used: Set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- management (CLI) -------------------------------------------------
+
+    def create(self, name: str = "default") -> Tuple[ApiKey, str]:
+        """Make a new key; returns its record and the plain key (shown once, never stored)."""
+        key = generate_key()
+        record = ApiKey(id=secrets.token_hex(6), name=name, prefix=key[:_SHOWN], created_at=time.time())
+        self.storage.execute(
+            "INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            (record.id, record.name, record.prefix, hash_key(key), record.created_at),
+        )
+        self.refresh(force=True)
+        return record, key
+
+    def list(self, *, include_revoked: bool = True) -> List[ApiKey]:
+        """Every key, newest first."""
+        rows = self.storage.fetch(
+            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at DESC"
+        )
+        keys = [ApiKey.model_validate(r) for r in rows]
+        return keys if include_revoked else [k for k in keys if k.active]
+
+    def revoke(self, ref: str) -> Optional[ApiKey]:
+        """Revoke the key whose id, name or shown prefix is ``ref``; returns it, or None when none matches.
+
+        Raises ``ValueError`` when ``ref`` matches more than one active key.
+        """
+        matches = [k for k in self.list() if k.active and ref in (k.id, k.name, k.prefix)]
+        if not matches:
+            return None
+        if len(matches) > 1:
+            raise ValueError(f"{ref!r} matches {len(matches)} keys; give the id")
+        key = matches[0]
+        self.storage.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key.id)
+        )
+        self.refresh(force=True)
+        return key
+
+    # -- checking (collector) ---------------------------------------------
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload the active digests; without ``force`` at most once per ``min_refresh_interval``."""
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.min_refresh_interval:
+            return False
+        self._loaded_at = now
+        rows = self.storage.fetch("SELECT id, hash FROM api_keys WHERE revoked_at IS NULL")
+        with self._lock:
+            self._digests = {str(r["hash"]): str(r["id"]) for r in rows}
+        return True
+
+    def verify(self, token: Optional[str]) -> Optional[str]:
+        """The id of the active key ``token`` is, or None. Answered from memory."""
+        if not token:
+            return None
+        digest = hash_key(token)
+        found = self._digests.get(digest)
+        if found is None:
+            return None
+        with self._lock:
+            self._used.add(found)
+        return found
+
+    def knows(self, token: Optional[str]) -> bool:
+        """True when ``token`` is an active key right now."""
+        return self.verify(token) is not None
+
+    def flush_usage(self) -> int:
+        """Write ``last_used_at`` of keys seen since the last call; returns how many."""
+        with self._lock:
+            used, self._used = self._used, set()
+        now = time.time()
+        for key_id in used:
+            self.storage.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
+        return len(used)

@@ -1,0 +1,371 @@
+"""``POST /v1/ingest``: read, inflate, validate and store a batch, within fixed memory.
+
+* The body is read chunk by chunk against ``max_body_bytes`` (413) and inflated
+  as it arrives, each step asking zlib for no more than the bytes still allowed
+  under ``max_decompressed_bytes`` (413): a gzip bomb stops after that many
+  bytes of work.
+* Every byte held is reserved from one ``MemoryBudget`` (``max_inflight_bytes``);
+  when it is spent, or when ``max_queue_events`` events already wait for the
+  disk, the answer is 503 with ``Retry-After`` instead of more memory.
+* The batch is validated by the wire models of the SDK (``agentpulse.models``);
+  a bad one gets a 422 whose ``field`` names the first bad field.
+* One writer thread commits what many requests queued in one transaction
+  (group commit); each request is answered once its events are on disk. Rows
+  are keyed on the event ``id``, so a retried batch is stored once.
+
+Example::
+
+    writer = IngestWriter(storage, max_queue_events=100_000, commit_max_events=20_000)
+    writer.start()
+    future = writer.submit(rows, loop)      # None when full: answer 503
+    stored = await future
+    writer.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import zlib
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Sequence, Tuple
+
+from pydantic import ValidationError
+
+from .._internal import internal_errors, logger
+from ..models import EVENT_KINDS, Batch
+from .storage.base import Row, Storage, StorageError, rows_from_batch
+
+__all__ = [
+    "BodyReader",
+    "IngestError",
+    "IngestWriter",
+    "Inflater",
+    "MemoryBudget",
+    "format_validation_error",
+    "parse_batch",
+]
+
+RETRY_AFTER_SECONDS = 1
+
+
+class IngestError(Exception):
+    """A request the collector refuses: HTTP ``status`` and a JSON body."""
+
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: Optional[Dict[str, str]] = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: Dict[str, Any] = {"error": error, "message": message, **extra}
+        self.headers = headers or {}
+
+
+def overloaded(message: str) -> IngestError:
+    """A 503 telling the sender when to come back."""
+    return IngestError(503, "overloaded", message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def too_large(message: str) -> IngestError:
+    return IngestError(413, "too_large", message)
+
+
+class MemoryBudget:
+    """Bytes of request data the collector may hold at once, shared by every request."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> bool:
+        """Take ``n`` bytes if they fit; False (and nothing taken) otherwise."""
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+
+class Inflater:
+    """Incremental gzip decoding that never produces more than ``limit`` bytes.
+
+    Example::
+
+        inf = Inflater(limit=1 << 20)
+        for chunk in chunks:
+            inf.feed(chunk)          # raises IngestError(413) past the limit
+        body = inf.finish()
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._parts: List[bytes] = []
+        self._d: Any = zlib.decompressobj(wbits=31)
+        self._started = False
+
+    def feed(self, data: bytes) -> int:
+        """Inflate ``data``; returns how many bytes of output it added."""
+        before = self.size
+        while data:
+            self._started = True
+            try:
+                out = self._d.decompress(data, self.limit - self.size + 1)
+            except zlib.error as exc:
+                raise IngestError(400, "bad_encoding", f"body is not valid gzip: {exc}") from None
+            self.size += len(out)
+            if self.size > self.limit:
+                raise too_large(f"decompressed body larger than {self.limit} bytes")
+            self._parts.append(out)
+            if self._d.eof:
+                # A second gzip member may follow (concatenated streams are valid gzip).
+                data = self._d.unused_data
+                if data:
+                    self._d = zlib.decompressobj(wbits=31)
+            else:
+                data = self._d.unconsumed_tail
+        return self.size - before
+
+    def finish(self) -> bytes:
+        """The whole inflated body; raises ``IngestError`` (400) when the stream was cut short."""
+        if self._started and not self._d.eof:
+            raise IngestError(400, "bad_encoding", "gzip body is truncated")
+        body = b"".join(self._parts)
+        self._parts = []
+        return body
+
+
+class BodyReader:
+    """Reads one request body within the size limits, holding its bytes against the shared budget.
+
+    Call ``release()`` once the request is answered (in a ``finally``).
+
+    Example::
+
+        reader = BodyReader(budget, max_body=10 << 20, max_decompressed=64 << 20, gzip=True)
+        try:
+            body = await reader.read(request.stream())
+        finally:
+            reader.release()
+    """
+
+    def __init__(self, budget: MemoryBudget, *, max_body: int, max_decompressed: int, gzip: bool) -> None:
+        self.budget = budget
+        self.max_body = max_body
+        self.max_decompressed = max_decompressed
+        self.inflater = Inflater(max_decompressed) if gzip else None
+        self.received = 0
+        self.reserved = 0
+
+    def _take(self, n: int) -> None:
+        if n <= 0:
+            return
+        if not self.budget.reserve(n):
+            raise overloaded("too much request data in flight; retry shortly")
+        self.reserved += n
+
+    async def read(self, chunks: AsyncIterator[bytes]) -> bytes:
+        parts: List[bytes] = []
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            self.received += len(chunk)
+            if self.received > self.max_body:
+                raise too_large(f"body larger than {self.max_body} bytes")
+            if self.inflater is None:
+                if self.received > self.max_decompressed:
+                    raise too_large(f"body larger than {self.max_decompressed} bytes")
+                self._take(len(chunk))
+                parts.append(chunk)
+            else:
+                # The compressed chunk is dropped once inflated: only the output is held.
+                self._take(self.inflater.feed(chunk))
+        if self.inflater is not None:
+            return self.inflater.finish()
+        return b"".join(parts)
+
+    def release(self) -> None:
+        self.budget.release(self.reserved)
+        self.reserved = 0
+
+
+# -- validation -------------------------------------------------------------------------
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts: List[str] = []
+    items = list(loc)
+    for i, item in enumerate(items):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            continue
+        # The discriminated union puts the event kind in the path: events.3.llm_call.data -> events[3].data
+        if i >= 2 and items[0] == "events" and isinstance(items[i - 1], int) and item in EVENT_KINDS:
+            continue
+        parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def format_validation_error(exc: ValidationError, *, limit: int = 20) -> IngestError:
+    """A 422 naming the first bad field (``events[3].data.input_tokens``) and listing the others."""
+    errors: List[Dict[str, Any]] = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        path = _field_path(err.get("loc", ()))
+        kind = str(err.get("type", ""))
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            path = f"{path}.kind" if path else "kind"
+        errors.append({"field": path or "(body)", "message": str(err.get("msg", "")), "type": kind})
+    first = errors[0] if errors else {"field": "(body)", "message": "invalid batch", "type": "invalid"}
+    return IngestError(
+        422,
+        "invalid_batch",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        errors=errors,
+        error_count=exc.error_count(),
+    )
+
+
+def parse_batch(body: bytes) -> Tuple[Batch, List[Row]]:
+    """Validate a JSON body with the wire models and build its rows; raises ``IngestError`` (400/422)."""
+    try:
+        batch = Batch.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)
+        if first and first[0].get("type") == "json_invalid":
+            raise IngestError(400, "bad_json", f"body is not valid JSON: {first[0].get('msg', '')}") from None
+        raise format_validation_error(exc) from None
+    return batch, rows_from_batch(batch)
+
+
+# -- the writer -------------------------------------------------------------------------
+
+
+class _Item:
+    __slots__ = ("future", "loop", "rows")
+
+    def __init__(self, rows: List[Row], loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> None:
+        self.rows = rows
+        self.loop = loop
+        self.future = future
+
+    def _settle(self, value: Any, error: Optional[BaseException]) -> None:
+        fut = self.future
+        if fut.done():  # the client went away
+            return
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(value)
+
+    def resolve(self, value: int) -> None:
+        self._call(value, None)
+
+    def fail(self, error: BaseException) -> None:
+        self._call(None, error)
+
+    def _call(self, value: Any, error: Optional[BaseException]) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._settle, value, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+
+class IngestWriter:
+    """A bounded queue of validated rows and the one thread that commits them.
+
+    ``submit`` is called on the event loop; it never blocks and returns None
+    when ``max_queue_events`` events already wait, which the API turns into a
+    503. The thread takes everything waiting (up to ``commit_max_events``) and
+    commits it in one transaction, so many small batches cost one fsync.
+    """
+
+    def __init__(self, storage: Storage, *, max_queue_events: int, commit_max_events: int) -> None:
+        self.storage = storage
+        self.max_queue_events = max_queue_events
+        self.commit_max_events = commit_max_events
+        self.queued_events = 0
+        self.counters: Dict[str, int] = collections.Counter()
+        self._q: Deque[_Item] = collections.deque()
+        self._cv = threading.Condition(threading.Lock())
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="agentpulse-ingest-writer", daemon=True)
+            self._thread.start()
+
+    def full(self, incoming: int = 0) -> bool:
+        """True when ``incoming`` more events would pass the bound (an empty queue takes any batch)."""
+        return self.queued_events > 0 and self.queued_events + incoming > self.max_queue_events
+
+    def submit(self, rows: List[Row], loop: asyncio.AbstractEventLoop) -> Optional[asyncio.Future[int]]:
+        """Queue ``rows``; the future gives how many were new. None when the queue is full or stopping."""
+        fut: asyncio.Future[int] = loop.create_future()
+        with self._cv:
+            if self._stopping or self.full(len(rows)):
+                self.counters["rejected_overload"] += 1
+                return None
+            self._q.append(_Item(rows, loop, fut))
+            self.queued_events += len(rows)
+            self._cv.notify()
+        return fut
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Commit what is queued (within ``timeout``) and stop the thread; True when it stopped."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    def _take(self) -> Optional[List[_Item]]:
+        with self._cv:
+            while not self._q:
+                if self._stopping:
+                    return None
+                self._cv.wait(1.0)
+            items: List[_Item] = []
+            n = 0
+            while self._q and (not items or n + len(self._q[0].rows) <= self.commit_max_events):
+                item = self._q.popleft()
+                items.append(item)
+                n += len(item.rows)
+            return items
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            if items is None:
+                return
+            n = sum(len(i.rows) for i in items)
+            try:
+                stored = self.storage.insert_events([i.rows for i in items])
+            except StorageError as exc:
+                self.counters["store_errors"] += 1
+                logger.warning("agentpulse serve: storing %d events failed: %s", n, exc)
+                for item in items:
+                    item.fail(exc)
+            except Exception as exc:
+                internal_errors.note("server.ingest.writer", exc)
+                for item in items:
+                    item.fail(StorageError(f"{type(exc).__name__}: {exc}", retryable=True))
+            else:
+                self.counters["commits"] += 1
+                self.counters["stored"] += sum(stored)
+                self.counters["duplicates"] += n - sum(stored)
+                for item, count in zip(items, stored):
+                    item.resolve(count)
+            finally:
+                with self._cv:
+                    self.queued_events -= n

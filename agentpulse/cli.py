@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    from .config import ConfigError
     from .store import StoreError
 
     parser = build_parser()
@@ -74,6 +75,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except StoreError as exc:
         sys.stderr.write(f"agentpulse: {exc}\n")
         return 1
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

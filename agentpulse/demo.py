@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, cast
 
 import agentpulse
 
@@ -29,6 +29,8 @@ from .client import get_client
 from .context import Span, current_span, new_span_id
 
 __all__ = ["DEMO_SESSION", "run_demo"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Name of the session the demo records.
 DEMO_SESSION = "demo-inbox-triage"
@@ -176,7 +178,13 @@ def _openai_client() -> Any:
 # -- the agent ---------------------------------------------------------------------------
 
 
-@agentpulse.trace(name="fetch-inbox")
+def _span(kind: str, name: str) -> Callable[[F], F]:
+    """``@agentpulse.<kind>(name=...)`` when this version has that decorator, else ``@agentpulse.trace``."""
+    decorator = getattr(agentpulse, kind, None) or agentpulse.trace
+    return cast("Callable[[F], F]", decorator(name=name))
+
+
+@_span("task", "fetch-inbox")
 def _fetch_inbox() -> List[Dict[str, Any]]:
     time.sleep(0.01)
     agentpulse.event("inbox_fetched", {"messages": len(_INBOX), "with_attachments": 1})
@@ -184,7 +192,7 @@ def _fetch_inbox() -> List[Dict[str, Any]]:
     return list(_INBOX)
 
 
-@agentpulse.trace(name="classify")
+@_span("task", "classify")
 def _classify(llm: Any, emails: List[Dict[str, Any]], calls: List[_Call]) -> Dict[str, str]:
     messages = [
         {"role": "system", "content": "Label each message urgent, later or spam. Answer with JSON."},
@@ -207,7 +215,7 @@ def _classify(llm: Any, emails: List[Dict[str, Any]], calls: List[_Call]) -> Dic
     return labels
 
 
-@agentpulse.trace(name="draft-reply")
+@_span("task", "draft-reply")
 def _draft_reply(llm: Any, email: Dict[str, Any], calls: List[_Call]) -> str:
     messages = [
         {"role": "system", "content": "Write a short, polite reply."},
@@ -231,12 +239,13 @@ def _draft_reply(llm: Any, email: Dict[str, Any], calls: List[_Call]) -> str:
     return reply
 
 
-@agentpulse.trace(name="read-attachment")
+@_span("task", "read-attachment")
 def _read_attachment(name: str) -> bytes:
     time.sleep(0.005)
     raise ValueError(f"{name} is encrypted")
 
 
+@_span("agent", "triage-agent")
 def _triage(llm: Any, calls: List[_Call]) -> None:
     emails = _fetch_inbox()
     labels = _classify(llm, emails, calls)

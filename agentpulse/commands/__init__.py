@@ -82,12 +82,17 @@ def open_store(args: argparse.Namespace) -> Store:
 
 def out(line: str = "") -> None:
     """Print one line to stdout (the commands' only way to write, so tests can capture it)."""
-    sys.stdout.write(line + "\n")
+    try:
+        sys.stdout.write(line + "\n")
+    except UnicodeEncodeError:
+        # A name or message the terminal's encoding cannot show: print it with replacements.
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        sys.stdout.write(line.encode(encoding, "replace").decode(encoding) + "\n")
 
 
 def emit_json(value: Any) -> None:
-    """Print ``value`` as indented JSON."""
-    out(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Print ``value`` as indented JSON (escaped to ASCII when stdout cannot encode Unicode)."""
+    out(json.dumps(value, indent=2, ensure_ascii=not glyphs().unicode, default=str))
 
 
 def missing_store_message(path: Path) -> str:

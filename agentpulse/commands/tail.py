@@ -105,7 +105,7 @@ def format_event(ev: StoredEvent, width: int, g: Optional[Glyphs] = None) -> str
 def _print(events: List[StoredEvent], as_json: bool, width: int, g: Glyphs) -> None:
     for ev in events:
         if as_json:
-            out(json.dumps(ev.to_dict(), ensure_ascii=False, default=str))
+            out(json.dumps(ev.to_dict(), ensure_ascii=not g.unicode, default=str))
         else:
             out(format_event(ev, width, g))
     sys.stdout.flush()

@@ -100,6 +100,8 @@ def connect(path: Path, *, timeout: float = 10.0) -> sqlite3.Connection:
         _set_wal(conn, timeout)
         # WAL + NORMAL: a commit survives a crash of the process; only a power loss may lose the last ones.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # After a burst the WAL is cut back to this size at the next checkpoint, not kept at its peak.
+        conn.execute("PRAGMA journal_size_limit = 67108864")
         migrate(conn)
     except BaseException:
         conn.close()
@@ -117,7 +119,11 @@ def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() == "wal":
                 return
-            conn.execute("PRAGMA journal_mode = WAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # e.g. a network file system without shared memory
+                log_once(
+                    "local.wal", "agentpulse: the local store cannot use WAL mode (journal_mode=%s)", mode
+                )
             return
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() >= deadline:
@@ -180,6 +186,8 @@ class LocalExporter(Exporter):
     """
 
     name = "local"
+    #: Derived columns are read from the validated models, so the reporter keeps them for us.
+    wants_models = True
 
     def __init__(self, path: Path, *, busy_timeout: float = 10.0) -> None:
         self.path = Path(os.path.expanduser(str(path)))

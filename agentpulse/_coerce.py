@@ -110,16 +110,29 @@ class Coercer:
         except Exception:
             return self._repr(value)
         seen.add(key)
+        limit = self.max_string_length
+        walk = self._walk
         out: Dict[str, Any] = {}
-        for i, (k, v) in enumerate(items):
-            if i >= MAX_ITEMS:
+        n = 0
+        for k, v in items:
+            if n >= MAX_ITEMS:
                 self.truncated += 1
                 out["…"] = f"{len(items) - MAX_ITEMS} more keys"
                 break
+            n += 1
             if type(k) is not str:
                 self.coerced += 1
-                k = self._key(k)
-            out[self.text(k)] = self._walk(v, seen, depth + 1)
+                k = self.text(self._key(k))
+            elif len(k) > limit:
+                k = self.text(k)
+            # Inline fast path for the usual leaves; everything else takes the long way.
+            t = type(v)
+            if t is str:
+                out[k] = v if len(v) <= limit else self.text(v)
+            elif t is int or t is bool or v is None or (t is float and v - v == 0.0):
+                out[k] = v
+            else:
+                out[k] = walk(v, seen, depth + 1)
         seen.discard(key)
         return out
 
@@ -139,13 +152,26 @@ class Coercer:
             except Exception:
                 pass
         seen.add(key)
+        if len(items) > MAX_ITEMS:
+            self.truncated += 1
+            extra = len(items) - MAX_ITEMS
+            items = items[:MAX_ITEMS]
+        else:
+            extra = 0
+        limit = self.max_string_length
+        walk = self._walk
         out: List[Any] = []
-        for i, v in enumerate(items):
-            if i >= MAX_ITEMS:
-                self.truncated += 1
-                out.append(f"… {len(items) - MAX_ITEMS} more items")
-                break
-            out.append(self._walk(v, seen, depth + 1))
+        append = out.append
+        for v in items:
+            t = type(v)
+            if t is str:
+                append(v if len(v) <= limit else self.text(v))
+            elif t is int or t is bool or v is None or (t is float and v - v == 0.0):
+                append(v)
+            else:
+                append(walk(v, seen, depth + 1))
+        if extra:
+            append(f"… {extra} more items")
         seen.discard(key)
         return out
 

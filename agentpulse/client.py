@@ -32,6 +32,19 @@ def _build_exporter(config: Config) -> Exporter:
         return MemoryExporter()
     if config.exporter == "none":
         return _NullExporter()
+    if config.exporter == "otlp" or (config.exporter == "auto" and config.otlp_endpoint is not None):
+        try:
+            from .exporters.otlp import OtlpExporter
+        except ImportError:
+            from .config import ConfigError
+
+            needs = "the otlp extra installed: pip install 'agentpulse[otlp]'"
+            raise ConfigError("exporter", "otlp", needs) from None
+        return OtlpExporter(
+            config.otlp_endpoint,
+            use_global_provider=config.otlp_use_global_provider,
+            timeout=config.request_timeout,
+        )
     if config.uses_http():
         from .exporters.http import HttpExporter
 
@@ -200,6 +213,9 @@ class AgentPulse:
         """Wait for queued events to be exported, at most ``timeout`` (default ``shutdown_timeout``)."""
         if not self.enabled:
             return True
+        from .recorder import drain_deferred
+
+        drain_deferred()  # LLM calls whose streams were garbage-collected
         return self.reporter.flush(self.config.shutdown_timeout if timeout is None else timeout)
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
@@ -208,6 +224,9 @@ class AgentPulse:
             self._shut = True
             return True
         self._shut = True
+        from .recorder import drain_deferred
+
+        drain_deferred()  # LLM calls whose streams were garbage-collected
         with capture_internal_errors("client.shutdown.process_stop"):
             counters = self.reporter.stats()
             uptime = max(0.0, time.perf_counter() - self._started_perf)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import socket
+import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Union
 
@@ -67,7 +68,7 @@ class ConfigError(ValueError):
         shown = _mask(option, value)
         where = f"option '{option}'"
         if self.env_var is not None:
-            where += f" (from environment variable {self.env_var})"
+            where = f"{self.env_var} (environment variable for option '{option}')"
         super().__init__(f"agentpulse: {where} got {shown}; expected {expected}")
 
 
@@ -107,8 +108,19 @@ class Config(BaseModel):
         None,
         description="Collector base URL, e.g. `http://127.0.0.1:4318`; events go to `{endpoint}/v1/ingest`.",
     )
-    exporter: Literal["auto", "local", "http", "memory", "none"] = Field(
-        "auto", description="Where events go. `auto`: `http` when api_key or endpoint is set, else `local`."
+    exporter: Literal["auto", "local", "http", "memory", "none", "otlp"] = Field(
+        "auto",
+        description="Where events go. `auto`: `otlp` when otlp_endpoint is set, `http` when api_key"
+        " or endpoint is set, else `local`.",
+    )
+    otlp_endpoint: Optional[str] = Field(
+        None,
+        description="OTLP/HTTP base URL of an OpenTelemetry backend, e.g. `http://127.0.0.1:4318`"
+        " (extra `otlp`).",
+    )
+    otlp_use_global_provider: bool = Field(
+        False,
+        description="OTLP: send through the application's global tracer provider, not AgentPulse's own.",
     )
     enabled: bool = Field(True, description="False turns the whole SDK into cheap no-ops.")
     debug: bool = Field(False, description="Log the SDK's own debug lines to stderr.")
@@ -185,7 +197,7 @@ class Config(BaseModel):
     )
     loop_window: float = Field(60.0, gt=0, description="Seconds of the loop detector's window.")
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "otlp_endpoint")
     @classmethod
     def _check_endpoint(cls, v: Optional[str]) -> Optional[str]:
         if v is None or v == "":
@@ -244,7 +256,7 @@ class Config(BaseModel):
         for name, value in list(values.items()):
             if sources[name] != "init()":
                 continue
-            annotation = fields[name].annotation
+            annotation = _base_type(fields[name].annotation)
             # A bool where a bool belongs, and nowhere else: init(enabled="no") and
             # init(max_queue_size=True) are bugs, not values to guess at.
             if annotation is bool and not isinstance(value, bool):
@@ -273,7 +285,7 @@ class Config(BaseModel):
     def uses_http(self) -> bool:
         """True when events are POSTed to a collector."""
         if self.exporter == "auto":
-            return self.api_key is not None or self.endpoint is not None
+            return self.otlp_endpoint is None and (self.api_key is not None or self.endpoint is not None)
         return self.exporter == "http"
 
     def patch_enabled(self, library: str) -> bool:
@@ -302,6 +314,16 @@ class Config(BaseModel):
 
 
 _NUMBERS: Dict[Any, str] = {int: "a whole number", float: "a number"}
+
+
+def _base_type(annotation: Any) -> Any:
+    """``float`` for ``Optional[float]``; the annotation itself otherwise."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is Union and len(args) == 1:
+        return args[0]
+    return annotation
+
+
 _LISTS = ("patch_specs", "redact_patterns")
 _NOT_FROM_ENV = {"before_send": "a callable, which only init() can take (not the environment)"}
 

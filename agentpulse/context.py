@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "Span",
@@ -214,60 +214,81 @@ def span_for_error(exc: BaseException) -> Optional[Span]:
 
 # -- threads -------------------------------------------------------------
 
-# The originals, captured at the first install and kept: a wrapper someone put around ours
-# after we installed must keep working after we uninstall.
-_orig: Dict[str, Any] = {}
-_active = False
-# Patches uninstall found wrapped by someone else since: ours stays in place, inactive.
-_stuck: Set[str] = set()
 _install_lock = threading.Lock()
 _tls = threading.local()
 
 
-def _thread_start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
-    # Bind run() to a copy of the starter's context. Done per instance, so
-    # Thread subclasses that override run() are covered too. Threads a thread
-    # pool starts for itself are not user work and get nothing.
-    if _active and _current.get() is not None and not getattr(_tls, "in_submit", False):
-        try:
-            ctx = contextvars.copy_context()
-            original_run = self.run
-            thread = self
+class _Patch:
+    """One installed patch: the attribute it replaced and whether it is still switched on.
 
-            def run_in_context() -> None:
-                try:
-                    ctx.run(original_run)
-                except BaseException as exc:
-                    note_error_span(exc, ctx.get(_current))
-                    raise
-                finally:
-                    try:
-                        del thread.run  # back to the class's run(); drop the context
-                    except Exception:
-                        pass
+    Each ``install_thread_propagation()`` makes new ones; uninstalling switches
+    them off and puts the original back, unless something wrapped ours since:
+    then ours stays in that chain and only passes through.
+    """
 
-            self.run = run_in_context  # type: ignore[method-assign]
-        except Exception:
-            pass
-    return _orig["Thread.start"](self, *args, **kwargs)
+    __slots__ = ("active", "attr", "original", "owner", "wrapper")
+
+    def __init__(self, owner: Any, attr: str) -> None:
+        self.owner = owner
+        self.attr = attr
+        self.original: Any = getattr(owner, attr)
+        self.active = True
+        self.wrapper: Any = None
 
 
-def _executor_submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    submit = _orig["ThreadPoolExecutor.submit"]
-    if not _active or _current.get() is None:
-        return submit(self, fn, *args, **kwargs)
+_patches: List[_Patch] = []
+
+
+def _patched_start(patch: _Patch) -> Callable[..., Any]:
+    original = patch.original
+
+    def start(self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
+        # Bind run() to a copy of the starter's context. Done per instance, so Thread
+        # subclasses that override run() are covered too. Threads a thread pool starts
+        # for itself are not user work and get nothing.
+        if patch.active and _current.get() is not None and not getattr(_tls, "in_submit", False):
+            try:
+                _bind_run(self)
+            except Exception:
+                pass
+        return original(self, *args, **kwargs)
+
+    return start
+
+
+def _bind_run(thread: threading.Thread) -> None:
     ctx = contextvars.copy_context()
-    _tls.in_submit = True
-    try:
-        return submit(self, ctx.run, fn, *args, **kwargs)
-    finally:
-        _tls.in_submit = False
+    original_run = thread.run
+
+    def run_in_context() -> None:
+        try:
+            ctx.run(original_run)
+        except BaseException as exc:
+            note_error_span(exc, ctx.get(_current))
+            raise
+        finally:
+            try:
+                del thread.run  # back to the class's run(); let go of the context
+            except Exception:
+                pass
+
+    thread.run = run_in_context  # type: ignore[method-assign]
 
 
-_PATCHES = (
-    (threading.Thread, "start", "Thread.start", _thread_start),
-    (ThreadPoolExecutor, "submit", "ThreadPoolExecutor.submit", _executor_submit),
-)
+def _patched_submit(patch: _Patch) -> Callable[..., Any]:
+    original = patch.original
+
+    def submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if not patch.active or _current.get() is None:
+            return original(self, fn, *args, **kwargs)
+        ctx = contextvars.copy_context()
+        _tls.in_submit = True
+        try:
+            return original(self, ctx.run, fn, *args, **kwargs)
+        finally:
+            _tls.in_submit = False
+
+    return submit
 
 
 def install_thread_propagation() -> None:
@@ -277,15 +298,17 @@ def install_thread_propagation() -> None:
 
         install_thread_propagation()   # init() does this unless propagate_context=False
     """
-    global _active
     with _install_lock:
-        if _active:
+        if _patches:
             return
-        for owner, attr, key, ours in _PATCHES:
-            if key not in _stuck:
-                _orig[key] = getattr(owner, attr)
-                setattr(owner, attr, ours)
-        _active = True
+        for owner, attr, make in (
+            (threading.Thread, "start", _patched_start),
+            (ThreadPoolExecutor, "submit", _patched_submit),
+        ):
+            patch = _Patch(owner, attr)
+            patch.wrapper = make(patch)
+            setattr(owner, attr, patch.wrapper)
+            _patches.append(patch)
 
 
 def uninstall_thread_propagation() -> None:
@@ -294,17 +317,12 @@ def uninstall_thread_propagation() -> None:
     A patch that something else wrapped since stays in place but does nothing,
     so that wrapper keeps working.
     """
-    global _active
     with _install_lock:
-        if not _active:
-            return
-        _active = False
-        for owner, attr, key, ours in _PATCHES:
-            if getattr(owner, attr) is ours:
-                setattr(owner, attr, _orig[key])
-                _stuck.discard(key)
-            else:
-                _stuck.add(key)
+        for patch in _patches:
+            patch.active = False
+            if patch.owner.__dict__.get(patch.attr) is patch.wrapper:
+                setattr(patch.owner, patch.attr, patch.original)
+        _patches.clear()
 
 
 def copy_context_of(span: Optional[Span]) -> Tuple[contextvars.Context, Optional[Span]]:

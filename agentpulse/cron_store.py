@@ -27,7 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-__all__ = ["DEFAULT_GRACE", "CronRunInfo", "MonitorStatus", "cron_statuses", "load_checkins", "monitor_statuses"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "CronRunInfo",
+    "MonitorStatus",
+    "cron_statuses",
+    "load_checkins",
+    "monitor_statuses",
+]
 
 #: Seconds a run may start late before it counts as missed, when the monitor gives no ``grace``.
 DEFAULT_GRACE = 60.0
@@ -104,7 +111,9 @@ def load_checkins(path: Union[str, Path], per_monitor: int = _PER_MONITOR) -> Di
     conn = sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone():
             return {}
         names = [r[0] for r in conn.execute("SELECT DISTINCT name FROM events WHERE kind = 'cron_checkin'")]
         out: Dict[str, List[Checkin]] = {}

@@ -47,8 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Ty
 
 from ._internal import capture_internal_errors
 from .client import get_client
-from .context import _current
-from .structure import ActiveSpan, _status_of, open_span, wrap_callable
+from .structure import ActiveSpan, _status_of, open_span, pop_run, wrap_callable
 
 if TYPE_CHECKING:
     import contextvars
@@ -353,7 +352,8 @@ class CronMonitor:
         self.max_runtime = max_runtime
         self.grace = grace
         self.metadata: Dict[str, Any] = dict(metadata) if metadata else {}
-        self._runs: List[ActiveSpan] = []
+        self._runs: List[CronRun] = []
+        self._lock = threading.Lock()
 
     def _open(self, activate: bool) -> Optional[CronRun]:
         client = get_client()
@@ -384,19 +384,16 @@ class CronMonitor:
 
     def __enter__(self) -> CronRun:
         run = self._open(True) or CronRun()
-        self._runs.append(run)
+        with self._lock:
+            self._runs.append(run)
         return run
 
     def __exit__(
         self, et: Optional[Type[BaseException]], ev: Optional[BaseException], tb: Optional[TracebackType]
     ) -> None:
-        runs = self._runs
-        if not runs:
-            return
-        current = _current.get()
-        run = next((r for r in reversed(runs) if r.span is current), runs[-1])
-        runs.remove(run)
-        run._finish(ev)
+        run = pop_run(self._runs, self._lock)
+        if run is not None:
+            run._finish(ev)
 
     async def __aenter__(self) -> CronRun:
         return self.__enter__()

@@ -137,7 +137,9 @@ def _activate(name: str, module: ModuleType) -> None:
             return
         if not hasattr(module, required):
             # Another package with the same import name (a user's own `agents`).
-            log_once(f"frameworks.skip.{name}", "agentpulse: %r is not the framework we know; skipped", module_name)
+            log_once(
+                f"frameworks.skip.{name}", "agentpulse: %r is not the framework we know; skipped", module_name
+            )
             return
         with capture_internal_errors(f"frameworks.install.{name}"):
             import importlib
@@ -164,7 +166,7 @@ _error_types: Dict[str, Type[FrameworkError]] = {}
 def framework_error(type_name: Optional[str], message: str) -> FrameworkError:
     """An exception whose type name is ``type_name`` (for the span's ``error.type``)."""
     name = type_name if type_name and type_name.isidentifier() else "FrameworkError"
-    cls = _error_types.get(name)
+    cls = FrameworkError if name == "FrameworkError" else _error_types.get(name)
     if cls is None:
         if len(_error_types) >= 256:
             cls = FrameworkError
@@ -204,30 +206,63 @@ def live(span: Optional[Span]) -> Optional[Span]:
     return span
 
 
-class Current:
-    """Makes a span current for the code a framework runs inside one of its steps.
+def stand_in(span: Span, name: Optional[str] = None, kind: str = "stand_in") -> Span:
+    """A span object standing for ``span`` in a context: its ids, its metadata; ``span`` is its parent.
 
-    ``enter`` and ``exit`` may be called from different places (a callback at the
-    start of a run, another at its end). ``exit`` restores what was current
-    before ``enter`` when it runs in the same context; in another context it
-    only undoes ``enter`` if the span is still current there.
+    Work recorded under it (an ``llm_call``, a span opened by ``@agentpulse.task``)
+    lands under ``span``. Its own counters (``llm_calls``) tell what happened
+    while it was current.
+    """
+    s = Span(name or span.name, kind, span)
+    s.span_id = span.span_id
+    s.metadata = span.metadata
+    return s
+
+
+def _retarget(s: Span, target: Optional[Span]) -> None:
+    """Make the stand-in ``s`` stand for ``target`` from now on (for contexts where it stays current)."""
+    if target is None:
+        s.ended = True
+        return
+    s.parent = target
+    s.trace_id = target.trace_id
+    s.span_id = target.span_id
+    s.session = target.session
+    s.agent = target.agent
+    s.metadata = target.metadata
+
+
+class Current:
+    """Makes a framework step current for the code the framework runs inside it.
+
+    The value made current is a stand-in for ``span`` (``stand_in``), or the
+    span given itself with ``as_is=True`` (a model marker, already a stand-in).
+    ``exit`` may run elsewhere than ``__init__`` (a callback at the start of a
+    run, another at its end): in the same context it restores what was current
+    before; in another context it cannot, so the stand-in, which may stay
+    current where the step started, is first turned into a stand-in for the
+    step's parent. LangChain ends async runs in a copy of the caller's context:
+    without this the caller would go on under a step that has ended.
     """
 
-    __slots__ = ("prev", "span", "token")
+    __slots__ = ("prev", "span", "token", "value")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, *, as_is: bool = False) -> None:
         self.span = span
+        self.value = span if as_is else stand_in(span)
         self.prev: Optional[Span] = _current.get()
-        self.token: Optional[contextvars.Token[Optional[Span]]] = _current.set(span)
+        self.token: Optional[contextvars.Token[Optional[Span]]] = _current.set(self.value)
 
     def exit(self) -> None:
         token, self.token = self.token, None
         if token is None:
             return
+        if self.value is not self.span:
+            _retarget(self.value, live(self.span.parent))
         try:
             _current.reset(token)
         except (ValueError, RuntimeError):
-            if _current.get() is self.span:
+            if _current.get() is self.value:
                 _current.set(live(self.prev))
             return
         cur = _current.get()
@@ -238,14 +273,12 @@ class Current:
 
 
 def model_marker(parent: Span, name: str) -> Span:
-    """A stand-in span for one framework model call, sharing ``parent``'s ids.
+    """A stand-in for ``parent`` while one framework model call runs (make it current with ``as_is``).
 
-    Made current while the call runs; an ``llm_call`` a provider patch records
-    inside gets ``parent`` as its parent, and ``marker.llm_calls`` counts it.
+    An ``llm_call`` a provider patch records inside gets ``parent`` as its
+    parent, and ``marker.llm_calls`` counts it.
     """
-    marker = Span(name, "llm", parent)
-    marker.span_id = parent.span_id
-    return marker
+    return stand_in(parent, name, "llm")
 
 
 def provider_recorded(marker: Span) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ._internal import internal_errors
 from .context import Span, _current, span_for_error
@@ -26,16 +26,46 @@ from .context import Span, _current, span_for_error
 if TYPE_CHECKING:
     from .client import AgentPulse
 
-__all__ = ["error_data", "install", "uninstall"]
+__all__ = ["error_data", "install", "installed", "uninstall"]
 
 #: Longest traceback text kept: the first and, mostly, the last frames (where the error is).
 MAX_TRACEBACK = 16_000
 
-_prev: Dict[str, Any] = {}
-_active = False
-_stuck: Set[str] = set()
 _client: Optional[AgentPulse] = None
 _lock = threading.Lock()
+
+
+class _Hook:
+    """One installed wrapper: records, then calls the hook that was there before it.
+
+    Each ``install()`` makes new ones; ``uninstall()`` switches them off. One
+    that cannot be taken out (something wrapped it since) only passes through.
+    """
+
+    __slots__ = ("active", "prev", "record")
+
+    def __init__(self, prev: Any, record: Any) -> None:
+        self.prev = prev
+        self.record = record
+        self.active = True
+
+    def __call__(self, *args: Any) -> Any:
+        if self.active:
+            self.record(*args)
+        return self.prev(*args)
+
+
+def _record_sys(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    _record(exc, None)
+
+
+def _record_thread(args: Any) -> None:
+    thread = getattr(args, "thread", None)
+    _record(getattr(args, "exc_value", None), getattr(thread, "name", None))
+
+
+_TARGETS = ((sys, "excepthook", _record_sys), (threading, "excepthook", _record_thread))
+_installed: List[Tuple[Any, str, _Hook]] = []
 
 
 def error_data(exc: BaseException, thread: Optional[str] = None) -> Dict[str, Any]:
@@ -77,27 +107,6 @@ def _record(exc: Optional[BaseException], thread: Optional[str]) -> None:
         internal_errors.note("hooks.record", err)
 
 
-def _excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
-    if _active:
-        _record(exc, None)
-    prev = _prev.get("sys") or sys.__excepthook__
-    prev(exc_type, exc, tb)
-
-
-def _thread_excepthook(args: Any) -> None:
-    if _active:
-        thread = getattr(args, "thread", None)
-        _record(getattr(args, "exc_value", None), getattr(thread, "name", None))
-    prev = _prev.get("threading") or threading.__excepthook__
-    prev(args)
-
-
-_HOOKS = (
-    (sys, "excepthook", "sys", _excepthook),
-    (threading, "excepthook", "threading", _thread_excepthook),
-)
-
-
 def install(client: AgentPulse) -> None:
     """Wrap the excepthooks (once) and route what they see to ``client``.
 
@@ -105,16 +114,15 @@ def install(client: AgentPulse) -> None:
 
         hooks.install(agentpulse.get_client())   # init() does this
     """
-    global _client, _active
+    global _client
     with _lock:
         _client = client
-        if not client.config.capture_exceptions or _active:
+        if not client.config.capture_exceptions or _installed:
             return
-        for owner, attr, key, ours in _HOOKS:
-            if key not in _stuck:
-                _prev[key] = getattr(owner, attr)
-                setattr(owner, attr, ours)
-        _active = True
+        for owner, attr, record in _TARGETS:
+            hook = _Hook(getattr(owner, attr), record)
+            setattr(owner, attr, hook)
+            _installed.append((owner, attr, hook))
 
 
 def uninstall() -> None:
@@ -126,15 +134,16 @@ def uninstall() -> None:
 
         hooks.uninstall()   # agentpulse.shutdown() does this
     """
-    global _client, _active
+    global _client
     with _lock:
         _client = None
-        if not _active:
-            return
-        _active = False
-        for owner, attr, key, ours in _HOOKS:
-            if getattr(owner, attr) is ours:
-                setattr(owner, attr, _prev.pop(key))
-                _stuck.discard(key)
-            else:
-                _stuck.add(key)
+        for owner, attr, hook in _installed:
+            hook.active = False
+            if getattr(owner, attr) is hook:
+                setattr(owner, attr, hook.prev)
+        _installed.clear()
+
+
+def installed() -> bool:
+    """Whether our hooks are in place and recording."""
+    return bool(_installed)

@@ -226,7 +226,17 @@ def memory_report(*paths: PathLike) -> Optional[Future[List[Dict[str, Any]]]]:
     span = _current.get()
     ts = time.time()
     names = [os.fspath(p) for p in paths]
-    future = _get_executor().submit(_report, client, span, ts, names)
+    try:
+        future = _get_executor().submit(_report, client, span, ts, names)
+    except RuntimeError:
+        # The interpreter is shutting down (memory_report from an atexit handler): no new threads
+        # can start, so report right here rather than lose it.
+        future = Future()
+        with capture_internal_errors("memory.report.sync"):
+            future.set_result(_report(client, span, ts, names))
+        if not future.done():
+            future.set_result([])
+        return future
     with _exec_lock:
         _pending.add(future)
     future.add_done_callback(_forget)

@@ -44,45 +44,85 @@ __all__ = ["BUILTIN_RULES", "REDACTED", "Redactor", "redact_text"]
 #: What a redacted user pattern becomes.
 REDACTED = "[REDACTED]"
 
-# A name that says "secret" (api_key, OPENAI_API_KEY, client_secret, password, auth-token ...).
-_SECRET_NAME = r"(?i:\b[a-z0-9_\-]*(?:api[_\-]?key|secret|token|passwd|password|access[_\-]?key)\b)"
+# A key name that says "secret": the identifier ends with one of these words (api_key, OPENAI_API_KEY,
+# client_secret, auth-token, password ...). Anchored on the word itself so the regex engine can skip
+# ahead to candidates instead of trying every position.
+_SECRET_WORD = r"(?i:api[_\-]?key|secret|token|passwd|password|access[_\-]?key)\b"
+# Not a value already redacted by an earlier rule.
+_NOT_DONE = r"(?!\[REDACTED)"
 
-# (name, regex, replacement). ``\g<keep>`` keeps a prefix such as "Bearer " or "api_key=".
-# Order matters: the first alternative that matches at a position wins.
-BUILTIN_RULES: Tuple[Tuple[str, str, str], ...] = (
+# (name, regex, replacement, hints). A rule runs only when one of its hints occurs in the text
+# (for the case-insensitive assignment rules, in the lower-cased text), so ordinary prose costs a
+# few substring searches. ``\g<keep>`` keeps a prefix such as "Bearer " or "api_key=". Rules run in order.
+BUILTIN_RULES: Tuple[Tuple[str, str, str, Tuple[str, ...]], ...] = (
     (
         "private_key",
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
         "[REDACTED:private_key]",
+        ("PRIVATE KEY-----",),
     ),
     (
         "url_credentials",
         r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/@:]+:[^\s/@]+@",
         r"\g<keep>[REDACTED]@",
+        ("://",),
     ),
-    ("bearer", r"(?P<keep>\b[Bb]earer\s+)[A-Za-z0-9\-._~+/]{8,}=*", r"\g<keep>[REDACTED:token]"),
-    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{16,}", "[REDACTED:api_key]"),
-    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{16,}", "[REDACTED:api_key]"),
-    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}", "[REDACTED:api_key]"),
-    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", "[REDACTED:aws_key]"),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})", "[REDACTED:token]"),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "[REDACTED:token]"),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}", "[REDACTED:api_key]"),
-    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", "[REDACTED:token]"),
+    (
+        "bearer",
+        r"(?P<keep>\b[Bb]earer\s+)" + _NOT_DONE + r"[A-Za-z0-9\-._~+/]{8,}=*",
+        r"\g<keep>[REDACTED:token]",
+        ("earer",),
+    ),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{16,}", "[REDACTED:api_key]", ("sk-ant-",)),
+    (
+        "openai_key",
+        r"\bsk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{16,}",
+        "[REDACTED:api_key]",
+        ("sk-",),
+    ),
+    (
+        "stripe_key",
+        r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
+        "[REDACTED:api_key]",
+        ("_live_", "_test_"),
+    ),
+    (
+        "aws_access_key",
+        r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b",
+        "[REDACTED:aws_key]",
+        ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"),
+    ),
+    (
+        "github_token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+        "[REDACTED:token]",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "[REDACTED:token]", ("xox",)),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}", "[REDACTED:api_key]", ("AIza",)),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+        "[REDACTED:token]",
+        ("eyJ",),
+    ),
     (
         "assignment_quoted",
-        r"(?P<keep>" + _SECRET_NAME + r"[\"']?\s*[:=]\s*(?P<q>[\"']))[^\"'\n]{1,}(?P=q)",
+        r"(?P<keep>" + _SECRET_WORD + r"[\"']?\s*[:=]\s*(?P<q>[\"']))" + _NOT_DONE + r"[^\"'\n]{1,}(?P=q)",
         r"\g<keep>[REDACTED]\g<q>",
+        ("key", "secret", "token", "passw"),
     ),
     (
         "assignment",
-        r"(?P<keep>" + _SECRET_NAME + r"[\"']?\s*[:=]\s*)[^\s\"',;&]{6,}",
+        r"(?P<keep>" + _SECRET_WORD + r"[\"']?\s*[:=]\s*)" + _NOT_DONE + r"[^\s\"',;&]{6,}",
         r"\g<keep>[REDACTED]",
+        ("key", "secret", "token", "passw"),
     ),
     (
         "email",
-        r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b",
+        r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b",
         "[REDACTED:email]",
+        ("@",),
     ),
 )
 
@@ -93,35 +133,11 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
-# Cheap pre-check: every built-in rule needs one of these characters / words in the text.
-_HINT = re.compile(r"[@:=\-_]|[Bb]earer|AKIA|ASIA|AGPA|AIDA|AROA|AIza|eyJ")
-
-
-def _compile_builtin() -> Tuple[Pattern[str], List[Tuple[str, str]]]:
-    parts: List[str] = []
-    repl: List[Tuple[str, str]] = []
-    for i, (name, regex, replacement) in enumerate(BUILTIN_RULES):
-        # Give each rule's own groups unique names so they can share one alternation.
-        body = regex.replace("(?P<keep>", f"(?P<keep{i}>").replace("(?P<q>", f"(?P<q{i}>")
-        body = body.replace("(?P=q)", f"(?P=q{i})")
-        parts.append(f"(?P<r{i}>{body})")
-        repl.append((name, replacement.replace(r"\g<keep>", f"\\g<keep{i}>").replace(r"\g<q>", f"\\g<q{i}>")))
-    return re.compile("|".join(parts)), repl
-
-
-_BUILTIN, _REPLACEMENTS = _compile_builtin()
-
-
-def _builtin_sub(match: re.Match[str]) -> str:
-    i = int(str(match.lastgroup)[1:]) if match.lastgroup and match.lastgroup[0] == "r" else _which(match)
-    return match.expand(_REPLACEMENTS[i][1])
-
-
-def _which(match: re.Match[str]) -> int:
-    for i in range(len(_REPLACEMENTS)):
-        if match.group(f"r{i}") is not None:
-            return i
-    return len(_REPLACEMENTS) - 1
+_Rule = Tuple[Pattern[str], str, Tuple[str, ...], bool]
+_RULES: List[_Rule] = [
+    (re.compile(regex), replacement, hints, name.startswith("assignment"))
+    for name, regex, replacement, hints in BUILTIN_RULES
+]
 
 
 def redact_text(text: str, *, builtin: bool = True, patterns: Tuple[Pattern[str], ...] = ()) -> str:
@@ -131,8 +147,18 @@ def redact_text(text: str, *, builtin: bool = True, patterns: Tuple[Pattern[str]
 
         redact_text("mail me at ada@example.com")  # 'mail me at [REDACTED:email]'
     """
-    if builtin and _HINT.search(text) is not None:
-        text = _BUILTIN.sub(_builtin_sub, text)
+    if builtin:
+        low: Optional[str] = None
+        for regex, replacement, hints, lower in _RULES:
+            if lower:
+                if low is None:
+                    low = text.lower()
+                hit = any(h in low for h in hints)
+            else:
+                hit = any(h in text for h in hints)
+            if hit:
+                text = regex.sub(replacement, text)
+                low = None
     for pattern in patterns:
         text = pattern.sub(REDACTED, text)
     return text

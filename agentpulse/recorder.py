@@ -14,16 +14,18 @@ Example::
 
     from agentpulse.recorder import begin, recorder_for
 
-    call = begin(recorder_for(client), spec, None, args, kwargs, streaming=False)
+    call = begin(client, spec, None, args, kwargs, streaming=False)
     result = sdk_call(*args, **kwargs)
     call.succeed(result)
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
+import gc
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Tuple
 
 from ._coerce import TRUNCATION_MARKER
 from ._internal import internal_errors
@@ -32,9 +34,19 @@ from .guards import BudgetExceeded
 
 if TYPE_CHECKING:
     from .client import AgentPulse
-    from .patching.spec import PatchSpec
+    from .patching.spec import PatchSpec, StreamState
 
-__all__ = ["IN_CALL", "LLMCall", "Recorder", "begin", "error_info", "recorder_for", "status_of"]
+__all__ = [
+    "IN_CALL",
+    "LLMCall",
+    "Recorder",
+    "begin",
+    "drain_deferred",
+    "error_info",
+    "finish_from_finalizer",
+    "recorder_for",
+    "status_of",
+]
 
 #: True while an instrumented call is in progress in this context: a call it makes
 #: through another instrumented library (LiteLLM -> openai) is not recorded twice.
@@ -56,7 +68,7 @@ class Recorder:
         rec.captured({"role": "user", "content": "hi"})
     """
 
-    __slots__ = ("capture", "client", "guards", "max_len", "overrides", "redact")
+    __slots__ = ("_prices", "capture", "client", "guards", "max_len", "overrides", "redact")
 
     def __init__(self, client: AgentPulse) -> None:
         self.client = client
@@ -66,6 +78,7 @@ class Recorder:
         self.guards = client.guards
         self.redact = client.redact
         self.overrides: Dict[str, Any] = {}
+        self._prices: Dict[Any, Any] = {}
         if cfg.cost_table_override is not None:
             try:
                 from .costs import load_overrides
@@ -114,11 +127,31 @@ class Recorder:
         if inp is None and out is None:
             data["cost_reason"] = "no token counts"
             return
+        model = data.get("response_model") or data.get("model")
+        provider = data.get("provider")
+        rates = self._rates(model, provider) if not self.overrides else None
+        if rates is not None:
+            # Price.cost's arithmetic on the table's rates, cached per model name.
+            r_in, r_read, r_write, r_out, r_reason = rates
+            inp = inp or 0
+            out = out or 0
+            read = data.get("cache_read_tokens") or 0
+            write = data.get("cache_write_tokens") or 0
+            reason = data.get("reasoning_tokens") or 0
+            total = (
+                max(0, inp - read - write) * r_in
+                + read * r_read
+                + write * r_write
+                + max(0, out - reason) * r_out
+                + reason * r_reason
+            )
+            data["cost_usd"] = round(total / 1_000_000.0, 12)
+            data["cost_source"] = "table"
+            return
         from .costs import compute_cost
 
-        model = data.get("response_model") or data.get("model")
         kw: Dict[str, Any] = {
-            "provider": data.get("provider"),
+            "provider": provider,
             "input_tokens": inp,
             "output_tokens": out,
             "cache_read_tokens": data.get("cache_read_tokens"),
@@ -137,6 +170,65 @@ class Recorder:
             data["cost_source"] = res.source
         else:
             data["cost_reason"] = res.reason
+
+    def _rates(self, model: Any, provider: Any) -> Optional[Tuple[float, float, float, float, float]]:
+        """The table's rates for ``model`` (None when unknown), cached per name."""
+        key = (model, provider)
+        prices = self._prices
+        if key in prices:
+            return prices[key]  # type: ignore[no-any-return]
+        rates = None
+        if isinstance(model, str):
+            from .costs import default_table
+
+            price = default_table().lookup(model, provider if isinstance(provider, str) else None)
+            if price is not None:
+                rates = (price.input, price.cache_read_rate, price.cache_write_rate, price.output, price.reasoning_rate)
+        if len(prices) >= 1024:
+            prices.clear()
+        prices[key] = rates
+        return rates
+
+
+# -- finishing from __del__ ------------------------------------------------------------
+#
+# A stream dropped unfinished is reported from its proxy's __del__. When that runs inside
+# the cyclic garbage collector, it may run at any allocation of any thread, including
+# one made while a non-reentrant lock is held (the reporter's queue lock, the guards'
+# lock): reporting from there could deadlock. Such finishes wait in a lock-free deque
+# and run at the next safe point: the next instrumented call, ``flush()`` or ``shutdown()``.
+
+_deferred: Deque[Callable[[], None]] = collections.deque()
+_in_gc = False
+
+
+def _gc_phase(phase: str, info: Dict[str, Any]) -> None:
+    global _in_gc
+    _in_gc = phase == "start"
+
+
+gc.callbacks.append(_gc_phase)
+
+
+def finish_from_finalizer(finish: Callable[[], None]) -> None:
+    """Run ``finish`` now, or at the next safe point when called during garbage collection."""
+    if _in_gc:
+        _deferred.append(finish)
+    else:
+        finish()
+
+
+def drain_deferred() -> None:
+    """Run the finishes that garbage collection deferred. Cheap when there are none; never raises."""
+    while _deferred:
+        try:
+            fn = _deferred.popleft()
+        except IndexError:
+            return
+        try:
+            fn()
+        except Exception as exc:
+            internal_errors.note("recorder.deferred", exc)
 
 
 _recorder: Optional[Recorder] = None
@@ -172,20 +264,28 @@ def status_of(exc: BaseException) -> str:
 
 
 def begin(
-    rec: Recorder,
+    client: AgentPulse,
     spec: PatchSpec,
     instance: Any,
     args: Any,
     kwargs: Dict[str, Any],
     streaming: bool,
 ) -> LLMCall:
-    """Read the request and run the guards; the returned call is finished later.
+    """Read the request, run the guards and start the clock; the call is finished later.
 
     Raises ``BudgetExceeded`` when a guard stops the call; nothing else.
     """
+    if _deferred:
+        drain_deferred()
+    rec = _recorder
+    if rec is None or rec.client is not client:
+        rec = recorder_for(client)
     span = _current.get()
+    if span is not None:
+        span.llm_calls += 1  # a framework's model marker learns that a provider patch recorded the call
     data: Dict[str, Any] = {"provider": spec.provider, "operation": spec.operation}
     phash: Optional[str] = None
+    state: Optional[StreamState] = None
     try:
         if spec.extract_instance is not None and instance is not None:
             data.update(spec.extract_instance(instance))
@@ -198,25 +298,40 @@ def begin(
         internal_errors.note(f"extract_request.{spec.provider}", exc)
     if streaming:
         data["streaming"] = True
+        if spec.stream_state is not None:
+            try:
+                state = spec.stream_state(args, kwargs)
+            except Exception as exc:
+                internal_errors.note(f"stream_state.{spec.provider}", exc)
     try:
-        rec.guards.before_call(spec.provider, data.get("model"), phash, span)
+        rec.guards.before_call(data["provider"], data.get("model"), phash, span)
     except BudgetExceeded:
         raise
     except Exception as exc:
         internal_errors.note("guards.before_call", exc)
-    return LLMCall(rec, spec, data, span)
+    return LLMCall(rec, spec, data, span, streaming, state)
 
 
 class LLMCall:
     """The state of one call, from request to event. Finishes exactly once."""
 
-    __slots__ = ("data", "end", "open", "rec", "span", "span_id", "spec", "t0", "ts")
+    __slots__ = ("data", "end", "open", "rec", "span", "span_id", "spec", "state", "streaming", "t0", "ts")
 
-    def __init__(self, rec: Recorder, spec: PatchSpec, data: Dict[str, Any], span: Optional[Span]) -> None:
+    def __init__(
+        self,
+        rec: Recorder,
+        spec: PatchSpec,
+        data: Dict[str, Any],
+        span: Optional[Span],
+        streaming: bool = False,
+        state: Optional[StreamState] = None,
+    ) -> None:
         self.rec = rec
         self.spec = spec
         self.data = data
         self.span = span
+        self.streaming = streaming
+        self.state = state
         self.span_id = new_span_id()
         self.open = True
         self.ts = _now()
@@ -285,6 +400,9 @@ class LLMCall:
                 data.pop("output", None)
                 data.pop("input", None)
             rec.cost(data)
+            cost = data.get("cost_usd")
+            if cost is not None and self.span is not None:
+                self.span.cost_usd += cost
         except Exception as e:
             internal_errors.note("recorder.finish", e)
             data = self.data

@@ -211,6 +211,7 @@ class Reporter:
         self.max_string_length = max_string_length
         self._closed = False
         self._adapter: Any = None
+        self._validation_error: Any = Exception
         self._logged: Set[str] = set()
         self._reset_state()
         exporter.on_idle = self._on_idle
@@ -320,7 +321,8 @@ class Reporter:
         me = threading.current_thread()
         try:
             while True:
-                self._wake.wait(self.flush_interval)
+                if len(self._q) < self.max_batch_size:
+                    self._wake.wait(self.flush_interval)
                 self._wake.clear()
                 self._woken = False
                 try:
@@ -459,10 +461,11 @@ class Reporter:
                 if model is None:
                     continue
                 try:
-                    text = adapter.dump_json(model)
+                    # The model's own serializer: 3x quicker than going through the union's.
+                    text = type(model).__pydantic_serializer__.to_json(model)
                 except Exception:  # lone surrogates in a string cannot be UTF-8
                     model = adapter.validate_python(scrub_surrogates(ev))
-                    text = adapter.dump_json(model)
+                    text = type(model).__pydantic_serializer__.to_json(model)
                 texts.append(text.decode("utf-8"))
                 if models is not None:
                     models.append(model)
@@ -474,8 +477,6 @@ class Reporter:
         return EncodedBatch(self._header(), models, texts)
 
     def _validate(self, ev: Dict[str, Any], event_id: str, adapter: Any) -> Any:
-        from pydantic import ValidationError
-
         ev["id"] = event_id
         data = ev.get("data")
         if data is not None:
@@ -485,15 +486,15 @@ class Reporter:
             # Read here, not at init(): the library scan costs milliseconds the caller shouldn't pay.
             data["fingerprint"] = process_info()
         try:
-            return adapter.validate_python(ev)
-        except ValidationError as exc:
+            return adapter.validator.validate_python(ev)
+        except self._validation_error as exc:
             first = exc
         fixed = self._repair(ev, first)
         model = None
         if fixed:
             try:
                 model = adapter.validate_python(ev)
-            except ValidationError as exc:
+            except self._validation_error as exc:
                 first = exc
         if kind in USER_KINDS:
             if model is None:
@@ -533,10 +534,12 @@ class Reporter:
 
     def _event_adapter(self) -> Any:
         if self._adapter is None:
-            from pydantic import TypeAdapter
+            # Imported here, on the worker: building the models costs the caller nothing at init().
+            from pydantic import TypeAdapter, ValidationError
 
             from .models import Event
 
+            self._validation_error = ValidationError
             self._adapter = TypeAdapter(Event)
         return self._adapter
 
@@ -576,6 +579,8 @@ class Reporter:
                 self._after_fork()
             with self._lock:
                 target = self._enqueued
+            if self._closed or threading.current_thread() is self._thread:
+                return self._done >= target  # nothing more will happen / don't wait on ourselves
             while self._done < target:
                 if not self._running:
                     self._start()
@@ -601,11 +606,13 @@ class Reporter:
                 return
             self._running = True
             self._thread = threading.current_thread()
+        previous = self.exporter.deadline
         try:
-            if self.exporter.deadline is None or self.exporter.deadline > deadline:
+            if previous is None or previous > deadline:
                 self.exporter.deadline = deadline
             self._cycle()
         finally:
+            self.exporter.deadline = previous
             with self._start_lock:
                 self._running = False
                 self._thread = None

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from types import TracebackType
 from typing import (
     TYPE_CHECKING,
@@ -447,6 +448,22 @@ def _drive(gen: Generator[Any, Any, Any], run: ActiveSpan) -> Generator[Any, Any
 # -- scopes: context manager + decorator -----------------------------------------
 
 
+def pop_run(runs: List[Any], lock: threading.Lock) -> Optional[Any]:
+    """Take the run a ``with`` block is leaving out of ``runs``, the runs open on one scope object.
+
+    Several threads or tasks may share one scope object: the run leaving is
+    the one whose span is current in this context (else the newest).
+    """
+    current = _current.get()
+    with lock:
+        if not runs:
+            return None
+        for i in range(len(runs) - 1, -1, -1):
+            if runs[i].span is current:
+                return runs.pop(i)
+        return runs.pop()
+
+
 class SpanScope:
     """A span as a ``with`` / ``async with`` block, or as a decorator.
 
@@ -480,6 +497,7 @@ class SpanScope:
         self.metadata: Dict[str, Any] = dict(metadata) if metadata else {}
         self.agent = agent
         self._runs: List[ActiveSpan] = []
+        self._lock = threading.Lock()
 
     # -- what a span of this scope looks like ------------------------------------
 
@@ -499,7 +517,8 @@ class SpanScope:
 
     def __enter__(self) -> ActiveSpan:
         run = self._open(self.name or self.kind, True) or ActiveSpan()
-        self._runs.append(run)
+        with self._lock:
+            self._runs.append(run)
         return run
 
     def __exit__(
@@ -518,15 +537,7 @@ class SpanScope:
         self.__exit__(et, ev, tb)
 
     def _pop(self) -> Optional[ActiveSpan]:
-        runs = self._runs
-        if not runs:
-            return None
-        # Several tasks may share this scope: close the run that is current in this context.
-        current = _current.get()
-        for i in range(len(runs) - 1, -1, -1):
-            if runs[i].span is current:
-                return runs.pop(i)
-        return runs.pop()
+        return pop_run(self._runs, self._lock)
 
     # -- decorator -------------------------------------------------------------
 

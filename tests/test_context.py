@@ -127,9 +127,8 @@ def test_span_does_not_leak_after_the_block(cap: Capture) -> None:
             assert agentpulse.current_span() is not None
         assert agentpulse.current_span() is not None and agentpulse.current_span().name == "s"  # type: ignore[union-attr]
     assert agentpulse.current_span() is None
-    with pytest.raises(KeyError):
-        with agentpulse.session("raising"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), agentpulse.session("raising"):
+        raise KeyError("x")
     assert agentpulse.current_span() is None
 
 

@@ -60,9 +60,8 @@ def test_with_block_checks_in_progress_then_ok(cap: Capture) -> None:
 
 def test_error_checkin_and_the_same_exception(cap: Capture) -> None:
     err = OSError("disk full")
-    with pytest.raises(OSError) as info:
-        with agentpulse.cron("backup"):
-            raise err
+    with pytest.raises(OSError) as info, agentpulse.cron("backup"):
+        raise err
     assert info.value is err
     assert [c["status"] for c in cap.checkins()] == ["in_progress", "error"]
     assert cap.span("backup").error == {"type": "OSError", "message": "disk full"}
@@ -132,9 +131,8 @@ async def test_async_with_and_concurrent_async_runs(cap: Capture) -> None:
 
 
 def test_cron_inside_a_session_is_a_child_span(cap: Capture) -> None:
-    with agentpulse.session("outer"):
-        with agentpulse.cron("inner-job"):
-            agentpulse.event("x")
+    with agentpulse.session("outer"), agentpulse.cron("inner-job"):
+        agentpulse.event("x")
     job = cap.span("inner-job")
     assert job.parent_span_id == cap.span("outer").span_id
     assert cap.events("event")[0]["session"] == "outer"
@@ -332,10 +330,9 @@ def test_crons_from_the_local_store_with_frozen_time(capture: Callable[..., Any]
         with agentpulse.cron("nightly", schedule="0 3 * * *", max_runtime=600, grace=300):
             clock.tick(125)
         clock.move_to("2026-11-26 04:00:00")
-        with pytest.raises(RuntimeError):
-            with agentpulse.cron("hourly", schedule="0 * * * *", max_runtime=60):
-                clock.tick(90)
-                raise RuntimeError("upstream down")
+        with pytest.raises(RuntimeError), agentpulse.cron("hourly", schedule="0 * * * *", max_runtime=60):
+            clock.tick(90)
+            raise RuntimeError("upstream down")
         clock.move_to("2026-11-26 05:00:00")
         hung = agentpulse.cron("hung", schedule="*/10 * * * *", max_runtime=120)
         hung.__enter__()
@@ -368,9 +365,8 @@ def test_crons_command_table_json_and_check(
     _local(capture, tmp_path)
     with agentpulse.cron("fresh-job", schedule="* * * * *"):
         pass
-    with pytest.raises(KeyError):
-        with agentpulse.cron("broken-job"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), agentpulse.cron("broken-job"):
+        raise KeyError("x")
     agentpulse.shutdown()
     args = _parse(["crons", "--db", str(db)])
     assert args.func(args) == 0
@@ -471,3 +467,28 @@ def test_run_command_usage_errors(argv: List[str], capsys: pytest.CaptureFixture
     args = _parse(argv)
     assert args.func(args) == 2
     assert capsys.readouterr().err.startswith("agentpulse run:")
+
+
+def test_run_command_reads_claude_code_usage(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("agentpulse.integrations.claude_code")
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 1500,
+        "num_turns": 2,
+        "result": "done",
+        "total_cost_usd": 0.0123,
+        "usage": {"input_tokens": 10, "output_tokens": 20},
+    }
+    claude = tmp_path / "claude"  # a stand-in CLI printing what `claude -p --output-format json` prints
+    claude.write_text(f"#!{sys.executable}\nimport json\nprint(json.dumps({result!r}))\n", encoding="utf-8")
+    claude.chmod(0o755)
+    args = _parse(["run", "--", str(claude), "-p", "fix the tests", "--output-format", "json"])
+    assert args.func(args) == 0
+    assert '"total_cost_usd": 0.0123' in capfd.readouterr().out  # stdout still reaches the terminal
+    from agentpulse.store import Store
+
+    with Store(tmp_path / "agentpulse.db") as store:
+        (trace,) = store.recent_traces()
+    assert trace.name == "claude" and trace.llm_calls == 1 and trace.cost_usd == pytest.approx(0.0123)

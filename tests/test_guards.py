@@ -93,12 +93,11 @@ def test_session_budget_alerts_once_per_session_and_raises(capture: Callable[...
     ap = capture(budget_usd_per_session=0.5, on_budget_exceeded="raise")
     guards = ap.client.guards
     cap = Capture(ap.client)
-    with agentpulse.session("night-run"):
-        with agentpulse.task("step"):
-            _call(guards, 0.3, phash="a")
-            _call(guards, 0.3, phash="b")  # crosses in a child span: counted to the session
-            with pytest.raises(BudgetExceeded) as info:
-                _call(guards, 0.01, phash="c")
+    with agentpulse.session("night-run"), agentpulse.task("step"):
+        _call(guards, 0.3, phash="a")
+        _call(guards, 0.3, phash="b")  # crosses in a child span: counted to the session
+        with pytest.raises(BudgetExceeded) as info:
+            _call(guards, 0.01, phash="c")
     assert info.value.budget == "session" and info.value.session == "night-run"
     alerts = _alerts(cap, "budget")
     assert len(alerts) == 1 and alerts[0]["details"]["session"] == "night-run"
@@ -199,3 +198,53 @@ def test_many_distinct_prompts_stay_bounded(capture: Callable[..., Any]) -> None
             guards.before_call("openai", "m", f"p{i}", agentpulse.current_span())
         scope = guards._scopes[agentpulse.current_span()]  # type: ignore[index]
         assert len(scope.loops) <= 1024
+
+
+# -- end to end through the real openai SDK ------------------------------------------------
+
+
+def _openai_client(requests: List[Any]) -> Any:
+    import httpx2
+    import openai
+
+    def provider(request: Any) -> Any:
+        requests.append(request)
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 100_000, "completion_tokens": 10_000, "total_tokens": 110_000},
+        }
+        return httpx2.Response(200, json=body)
+
+    http = httpx2.Client(transport=httpx2.MockTransport(provider))
+    return openai.OpenAI(
+        api_key="sk-test", base_url="https://api.openai.test/v1", http_client=http, max_retries=0
+    )
+
+
+def test_budget_raise_stops_the_openai_request_before_it_is_sent(capture: Callable[..., Any]) -> None:
+    pytest.importorskip("agentpulse.integrations.openai")
+    ap = capture(budget_usd_per_session=0.10, on_budget_exceeded="raise", loop_threshold=2)
+    cap = Capture(ap.client)
+    requests: List[Any] = []
+    client = _openai_client(requests)
+    messages = [{"role": "user", "content": "same question"}]
+    try:
+        with agentpulse.session("costly"):
+            client.chat.completions.create(model="gpt-4o", messages=messages)  # ~$0.35: crosses $0.10
+            with pytest.raises(BudgetExceeded) as info:
+                client.chat.completions.create(model="gpt-4o", messages=messages)
+    finally:
+        client.close()
+    assert len(requests) == 1  # the second call never left the process
+    assert info.value.budget == "session" and info.value.session == "costly"
+    (call,) = [c for c in cap.llm_calls() if c["status"] == "success"]
+    assert call["cost_usd"] > 0.10
+    kinds = sorted(a["details"]["guard"] for a in cap.alerts())
+    assert kinds == ["budget", "loop"]  # the same prompt twice also tripped the loop detector
+    assert cap.span("costly").data["cost_usd"] == pytest.approx(call["cost_usd"])

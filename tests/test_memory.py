@@ -146,3 +146,24 @@ def test_scan_without_an_event(tmp_path: Path) -> None:
     mem.write_text("l1\n", encoding="utf-8")
     (second,) = memory.scan(mem, previous=state)
     assert first["lines"] == 2 and second["delta_lines"] == -1 and second["delta_bytes"] == -3
+
+
+def test_report_from_an_atexit_handler(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    mem = tmp_path / "m.md"
+    mem.write_text("x\n", encoding="utf-8")
+    script = f"""
+import atexit, agentpulse
+agentpulse.init(exporter="memory", auto_patch=False, local_path={str(tmp_path / "ap.db")!r})
+
+def at_exit():
+    files = agentpulse.memory_report({str(mem)!r}).result(timeout=5)
+    print("size", files[0]["size"])
+
+atexit.register(at_exit)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "size 2" in out.stdout and "Traceback" not in out.stderr

@@ -140,11 +140,10 @@ def test_capture_messages_is_off_by_default() -> None:
 
 def test_session_logs_results_and_errors_are_redacted(ap: Any) -> None:
     cap = Capture(ap.client)
-    with pytest.raises(PermissionError):
-        with agentpulse.session("s") as s:
-            s.log("sent to ada@example.com", key="sk-abcdefghijklmnopqrstuv")
-            s.set_result("Bearer abcdefghijklmnop")
-            raise PermissionError("bad key sk-abcdefghijklmnopqrstuv")
+    with pytest.raises(PermissionError), agentpulse.session("s") as s:
+        s.log("sent to ada@example.com", key="sk-abcdefghijklmnopqrstuv")
+        s.set_result("Bearer abcdefghijklmnop")
+        raise PermissionError("bad key sk-abcdefghijklmnopqrstuv")
     log = cap.events("event")[0]["data"]
     assert log["name"] == "sent to [REDACTED:email]" and log["data"] == {"key": "[REDACTED:api_key]"}
     end = cap.span("s").data

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import re
+from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator, List
 
 import pytest
@@ -40,9 +42,8 @@ def test_session_is_a_root_span_every_event_inside_carries(cap: Capture) -> None
 
 def test_session_error_is_recorded_and_the_same_exception_propagates(cap: Capture) -> None:
     boom = ValueError("bad inbox")
-    with pytest.raises(ValueError) as info:
-        with agentpulse.session("s"):
-            raise boom
+    with pytest.raises(ValueError) as info, agentpulse.session("s"):
+        raise boom
     assert info.value is boom
     end = cap.events("span_end")[0]["data"]
     assert end["status"] == "error"
@@ -69,9 +70,8 @@ def test_session_result_metadata_user_and_session_id(cap: Capture) -> None:
 
 
 def test_set_user_targets_the_enclosing_session(cap: Capture) -> None:
-    with agentpulse.session("chat"):
-        with agentpulse.task("reply"):
-            agentpulse.set_user("u_7")
+    with agentpulse.session("chat"), agentpulse.task("reply"):
+        agentpulse.set_user("u_7")
     assert cap.span("chat").metadata == {"user_id": "u_7"}
     assert cap.span("reply").metadata == {}
 
@@ -92,9 +92,8 @@ def test_session_as_decorator_bare_and_named(cap: Capture) -> None:
 
 def test_session_inside_a_span_is_a_child_in_the_same_trace(cap: Capture) -> None:
     with agentpulse.session("outer"):
-        with agentpulse.task("step"):
-            with agentpulse.session("inner"):
-                agentpulse.event("deep")
+        with agentpulse.task("step"), agentpulse.session("inner"):
+            agentpulse.event("deep")
         agentpulse.event("back")
     outer, inner = cap.span("outer"), cap.span("inner")
     assert inner.trace_id == outer.trace_id
@@ -121,15 +120,12 @@ def test_capture_metadata_off_records_none(capture: Callable[..., Any]) -> None:
 
 
 def test_span_status_for_interrupts_and_exits(cap: Capture) -> None:
-    with pytest.raises(KeyboardInterrupt):
-        with agentpulse.session("interrupted"):
-            raise KeyboardInterrupt
-    with pytest.raises(SystemExit):
-        with agentpulse.session("clean-exit"):
-            raise SystemExit(0)
-    with pytest.raises(SystemExit):
-        with agentpulse.session("bad-exit"):
-            raise SystemExit(3)
+    with pytest.raises(KeyboardInterrupt), agentpulse.session("interrupted"):
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit), agentpulse.session("clean-exit"):
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), agentpulse.session("bad-exit"):
+        raise SystemExit(3)
     assert cap.span("interrupted").status == "cancelled"
     assert cap.span("clean-exit").status == "success"
     assert cap.span("bad-exit").status == "error"
@@ -153,9 +149,8 @@ async def test_cancelled_task_ends_its_span_cancelled(cap: Capture) -> None:
 
 def test_one_scope_object_shared_by_nested_and_repeated_blocks(cap: Capture) -> None:
     step = agentpulse.task("step")
-    with step:
-        with step:
-            pass
+    with step, step:
+        pass
     with step:
         pass
     spans = cap.spans("task", "step")
@@ -634,3 +629,35 @@ def test_with_block_names_default_to_the_kind(cap: Capture) -> None:
     with agentpulse.task(name="named-task"):
         pass
     assert [s.name for s in cap.spans()] == ["trace", "named-task"]
+
+
+# -- the docs' examples run -------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOC_PAGES = [
+    "sessions.md",
+    "decorators.md",
+    "crons.md",
+    "memory.md",
+    "privacy.md",
+    "budgets.md",
+    "testing.md",
+]
+
+
+def _python_blocks() -> List[Any]:
+    out = []
+    for page in DOC_PAGES:
+        text = (DOCS / page).read_text(encoding="utf-8")
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            out.append(pytest.param(block, id=f"{page}#{i}"))
+    return out
+
+
+@pytest.mark.parametrize("source", _python_blocks())
+def test_docs_examples_run(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(source, "<docs>", "exec"), {"__name__": "docs_example"})
+    finally:
+        agentpulse.shutdown(timeout=2)

@@ -81,13 +81,12 @@ def test_capture_replaces_a_running_client(ap: Any) -> None:
 
 def test_capture_helpers(ap: Any) -> None:
     cap = Capture(ap.client)
-    with pytest.raises(ZeroDivisionError):
-        with agentpulse.session("outer"):
-            with agentpulse.task("ok-step"):
-                agentpulse.metric("m", 1)
-            with agentpulse.trace("bad-step"):
-                agentpulse.alert("careful", "warning")
-                _ = 1 / 0
+    with pytest.raises(ZeroDivisionError), agentpulse.session("outer"):
+        with agentpulse.task("ok-step"):
+            agentpulse.metric("m", 1)
+        with agentpulse.trace("bad-step"):
+            agentpulse.alert("careful", "warning")
+            _ = 1 / 0
     assert cap.tree() == "session:outer (error)\n  task:ok-step\n  trace:bad-step (error)"
     bad = cap.span("bad-step")
     assert bad.error == {"type": "ZeroDivisionError", "message": "division by zero"}

@@ -83,7 +83,10 @@ def rows_for(monitors: List[MonitorStatus]) -> List[List[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the table (or JSON). Exit code 1 with ``--check`` when a job needs attention, 2 when unreadable."""
+    """Print the table (or JSON).
+
+    Exit code 1 with ``--check`` when a job needs attention, 2 when the store is unreadable.
+    """
     path = _store_path(args)
     try:
         monitors = cron_statuses(path)
@@ -99,9 +102,8 @@ def run(args: argparse.Namespace) -> int:
         out(missing_store_message(path))
         return 0
     if not monitors:
-        out(
-            "No cron runs recorded yet. Wrap a job with agentpulse.cron(...) or: agentpulse run --cron NAME -- CMD"
-        )
+        out("No cron runs recorded yet.")
+        out("Wrap a job with agentpulse.cron(...), or run it with: agentpulse run --cron NAME -- COMMAND")
         return 0
     headers = ["MONITOR", "SCHEDULE", "LAST RUN", "STATUS", "DURATION", "NEXT RUN", "ALERT"]
     align = ["<", "<", "<", "<", ">", "<", "<"]

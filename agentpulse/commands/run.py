@@ -8,6 +8,10 @@ exit status is ``agentpulse run``'s own (128 + N when it died of signal N).
 A broken AgentPulse configuration never stops the command: it then runs
 unrecorded, with a warning.
 
+``claude -p ... --output-format json`` (or ``stream-json``) is read on the
+way through: the usage and cost Claude Code reports become an ``llm_call`` of
+the run (``agentpulse.integrations.claude_code``).
+
 Example::
 
     $ agentpulse run --cron nightly-backup --schedule "0 3 * * *" --max-runtime 1800 -- ./backup.sh
@@ -52,10 +56,18 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--cron", metavar="NAME", help="record the command as a run of this cron monitor")
     p.add_argument("--schedule", metavar="CRON", help="the monitor's cron expression, e.g. '0 3 * * *'")
-    p.add_argument("--timezone", metavar="TZ", default="UTC", help="IANA timezone of the schedule (default UTC)")
-    p.add_argument("--max-runtime", metavar="S", type=float, help="seconds a run may take before it is reported")
-    p.add_argument("--grace", metavar="S", type=float, help="seconds a run may start late before it is missed")
-    p.add_argument("--session", metavar="NAME", help="session name when not a cron run (default: the command)")
+    p.add_argument(
+        "--timezone", metavar="TZ", default="UTC", help="IANA timezone of the schedule (default UTC)"
+    )
+    p.add_argument(
+        "--max-runtime", metavar="S", type=float, help="seconds a run may take before it is reported"
+    )
+    p.add_argument(
+        "--grace", metavar="S", type=float, help="seconds a run may start late before it is missed"
+    )
+    p.add_argument(
+        "--session", metavar="NAME", help="session name when not a cron run (default: the command)"
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
     p.set_defaults(func=run)
 
@@ -136,8 +148,9 @@ def run_command(
 
 def _execute(argv: Sequence[str], handle: Any) -> int:
     """Run the command with stderr passed through; raise ``CommandFailed`` on a non-zero exit."""
+    fmt = _claude_output_format(argv)
     try:
-        proc = subprocess.Popen(list(argv), stderr=subprocess.PIPE)
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE if fmt else None, stderr=subprocess.PIPE)
     except OSError as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         message = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
@@ -145,6 +158,7 @@ def _execute(argv: Sequence[str], handle: Any) -> int:
         handle.set_metadata(exit_code=code)
         handle.log("command failed", exit_code=code, stderr_tail=message)
         raise CommandFailed(code, message) from None
+    reader = _read_claude_output(proc, fmt) if fmt else None
     previous = _forward_sigterm(proc)
     tail = bytearray()
     interrupted = False
@@ -179,6 +193,8 @@ def _execute(argv: Sequence[str], handle: Any) -> int:
                 interrupted = True
     finally:
         _restore_sigterm(previous)
+    if reader is not None:
+        _record_claude_call(handle, reader)
     code = 128 - raw if raw < 0 else raw
     if interrupted and code == 0:
         code = 130
@@ -188,6 +204,41 @@ def _execute(argv: Sequence[str], handle: Any) -> int:
         handle.log("command failed", exit_code=code, stderr_tail=text)
         raise CommandFailed(code, f"{os.path.basename(argv[0])} exited with status {code}")
     return code
+
+
+# -- Claude Code: its own report of tokens and cost becomes an llm_call of the run --------------
+
+
+def _claude_output_format(argv: Sequence[str]) -> Optional[str]:
+    try:
+        from ..integrations.claude_code import output_format
+    except ImportError:
+        return None
+    try:
+        return output_format(argv)
+    except Exception:
+        return None
+
+
+def _read_claude_output(proc: subprocess.Popen[bytes], fmt: str) -> Any:
+    """Pass the command's stdout through while the Claude Code reader reads it (on its own thread)."""
+    from ..integrations.claude_code import tee
+
+    assert proc.stdout is not None
+    return tee(proc.stdout, getattr(sys.stdout, "buffer", None), fmt)
+
+
+def _record_claude_call(handle: Any, reader: Any) -> None:
+    from .._internal import capture_internal_errors
+    from ..context import new_span_id
+
+    data = reader.result()
+    client, span = getattr(handle, "_client", None), getattr(handle, "span", None)
+    if not data or client is None or span is None:
+        return
+    with capture_internal_errors("run.claude_code"):
+        client.guards.after_call(data, span)
+        client.emit("llm_call", data, span, own_span_id=new_span_id(), ts=span.start_ts)
 
 
 def _tail_text(raw: bytes) -> str:

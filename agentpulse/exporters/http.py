@@ -114,7 +114,7 @@ class HttpExporter(Exporter):
         backoff_initial: float = 0.5,
         backoff_max: float = MAX_BACKOFF,
         sleep: Optional[Callable[[float], None]] = None,
-        compresslevel: int = 5,
+        compresslevel: int = 3,
     ) -> None:
         self.url = endpoint.rstrip("/") + "/v1/ingest"
         self.api_key = api_key

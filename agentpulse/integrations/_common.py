@@ -70,20 +70,21 @@ def sum_tokens(*parts: Optional[int]) -> Optional[int]:
 def request_fields(kwargs: Mapping[str, Any], max_token_keys: Sequence[str]) -> Dict[str, Any]:
     """``model``, ``temperature``, ``max_tokens`` (first of ``max_token_keys`` given) and
     ``tools_count`` from a call's keyword arguments."""
+    # Runs on every call: plain type tests, no helper calls.
     out: Dict[str, Any] = {}
     model = kwargs.get("model")
     if type(model) is str:
         out["model"] = model
-    t = as_float(kwargs.get("temperature"))
-    if t is not None:
-        out["temperature"] = t
+    t = kwargs.get("temperature")
+    if t is not None and (type(t) is float or type(t) is int):
+        out["temperature"] = float(t)
     for key in max_token_keys:
-        mt = as_int(kwargs.get(key))
-        if mt is not None:
+        mt = kwargs.get(key)
+        if type(mt) is int and mt >= 0:
             out["max_tokens"] = mt
             break
     tools = kwargs.get("tools")
-    if isinstance(tools, (list, tuple)):
+    if tools is not None and (type(tools) is list or isinstance(tools, (list, tuple))):
         out["tools_count"] = len(tools)
     return out
 
@@ -96,12 +97,14 @@ def prompt_fingerprint(messages: Any) -> Optional[str]:
     cost flat however long the conversation. Long texts are hashed by their
     head, tail and length. The hash is per process (Python's ``hash``).
     """
-    if isinstance(messages, str):
-        role: Any = None
-        content: Any = messages
-    elif isinstance(messages, (list, tuple)) and messages:
+    t = type(messages)
+    if t is list or t is tuple:
+        if not messages:
+            return None
         last = messages[-1]
-        if isinstance(last, Mapping):
+        if type(last) is dict:
+            role, content = last.get("role"), last.get("content")
+        elif isinstance(last, Mapping):
             role, content = last.get("role"), last.get("content")
         elif isinstance(last, str):
             role, content = None, last
@@ -109,6 +112,8 @@ def prompt_fingerprint(messages: Any) -> Optional[str]:
             role, content = getattr(last, "role", None), getattr(last, "content", None)
         if type(role) is not str:
             role = None
+    elif t is str:
+        role, content = None, messages
     else:
         return None
     if type(content) is not str:
@@ -118,7 +123,7 @@ def prompt_fingerprint(messages: Any) -> Optional[str]:
             return None
     if len(content) > 2 * _HASH_HEAD:
         content = f"{content[:_HASH_HEAD]}\x00{content[-_HASH_HEAD:]}\x00{len(content)}"
-    return format(hash((role, content)) & 0xFFFFFFFFFFFFFFFF, "016x")
+    return "%016x" % (hash((role, content)) & 0xFFFFFFFFFFFFFFFF)
 
 
 def estimate_input(messages: Any, model: Optional[str] = None) -> Optional[int]:

@@ -88,7 +88,7 @@ class _Run:
         self.active: Optional[ActiveSpan] = None
         self.span: Optional[Span] = None
         self.current: Optional[Current] = None
-        self.holder: Optional[Span] = None  # model runs: the marker (or span) provider calls land under
+        self.holder: Optional[Span] = None  # model runs: what was current; counts provider calls
         self.request: Dict[str, Any] = {}
         self.t0 = time.perf_counter()
         self.ts = time.time()
@@ -266,7 +266,13 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
             if isinstance(call_id, str):
                 md["tool_call_id"] = call_id
             self._open(
-                client, run_id, parent_run_id, name, "tool", md, inputs if inputs is not None else input_str,
+                client,
+                run_id,
+                parent_run_id,
+                name,
+                "tool",
+                md,
+                inputs if inputs is not None else input_str,
                 tags=tags,
             )
 
@@ -341,7 +347,9 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
             return
         with capture_internal_errors("langchain.llm_start"):
             prompt = prompts[0] if prompts else None
-            self._model_start(client, serialized, prompt, "completion", run_id, parent_run_id, metadata, kwargs)
+            self._model_start(
+                client, serialized, prompt, "completion", run_id, parent_run_id, metadata, kwargs
+            )
 
     def _model_start(
         self,
@@ -360,16 +368,16 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
         run.request = _model_request(name, operation, metadata, kwargs.get("invocation_params"))
         run.request["input"] = prompt
         if parent is not None:
-            holder = model_marker(parent, name)
+            run.current = Current(model_marker(parent, name), as_is=True)
         else:
             # No span to nest under: the model run gets a span of its own.
             run.active = open_child(None, name, "llm", {"provider": run.request.get("provider")})
             if run.active is None or run.active.span is None:
                 self._keep(run_id, run)
                 return
-            holder = run.span = run.active.span
-        run.holder = holder
-        run.current = Current(holder)
+            run.span = run.active.span
+            run.current = Current(run.span)
+        run.holder = run.current.value
         self._keep(run_id, run)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -417,7 +425,7 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
             record_llm_call(client, holder if run.span is not None else run.parent, data, ts=run.ts)
         finally:
             if holder is not None:
-                holder.ended = True
+                holder.ended = True  # never a parent once its call is over
             close(run.active, error)
 
 
@@ -451,7 +459,7 @@ def _chain_kind(
     if node is not None and node == name and any(t.startswith("graph:step:") for t in tags or ()):
         md["step"] = meta.get("langgraph_step")
         return "node", md
-    if meta.get("ls_integration") == "langgraph" and node is None:
+    if meta.get("ls_integration") == "langgraph" and (node is None or name == "LangGraph"):
         return "graph", md
     ident = serialized.get("id") if isinstance(serialized, Mapping) else None
     if name in _AGENT_CLASSES or (isinstance(ident, list) and ident and ident[-1] in _AGENT_CLASSES):
@@ -531,7 +539,9 @@ def _response_fields(response: LLMResult) -> Dict[str, Any]:
     calls = getattr(message, "tool_calls", None)
     if isinstance(calls, list) and calls:
         out["tool_calls"] = [str(c.get("name")) for c in calls if isinstance(c, Mapping)]
-    output: Union[str, Any] = getattr(message, "content", None) if message is not None else getattr(gen, "text", None)
+    output: Union[str, Any] = (
+        getattr(message, "content", None) if message is not None else getattr(gen, "text", None)
+    )
     out["output"] = output
     return {k: v for k, v in out.items() if v is not None}
 

@@ -1,4 +1,4 @@
-"""OpenAI: chat completions, the Responses API, legacy completions and embeddings.
+"""OpenAI: chat completions, the Responses API, legacy completions, embeddings and decisions.
 
 Specs and pure extractors only; ``agentpulse.patching.engine`` does the wrapping.
 Nothing here imports ``openai``: the engine patches each resource module when
@@ -45,6 +45,7 @@ Fields = Dict[str, Any]
 
 _CHAT_MAX = ("max_completion_tokens", "max_tokens")
 _RESP_MAX = ("max_output_tokens",)
+_TOOL_ITEMS = frozenset(("function_call", "custom_tool_call", "mcp_call"))
 _TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 _OUTPUT_DELTAS = frozenset(
     (
@@ -71,28 +72,29 @@ def instance_fields(instance: Any) -> Fields:
 
 def chat_usage(usage: Any) -> Fields:
     """Token fields from a ``CompletionUsage`` (chat and legacy completions)."""
+    # Runs on every call: inline type tests rather than helper calls.
     out: Fields = {}
     if usage is None:
         return out
-    pt = as_int(getattr(usage, "prompt_tokens", None))
-    ct = as_int(getattr(usage, "completion_tokens", None))
-    if pt is not None:
-        out["input_tokens"] = pt
-    if ct is not None:
-        out["output_tokens"] = ct
-    pd = getattr(usage, "prompt_tokens_details", None)
-    if pd is not None:
-        cr = as_int(getattr(pd, "cached_tokens", None))
-        cw = as_int(getattr(pd, "cache_write_tokens", None))
-        if cr is not None:
-            out["cache_read_tokens"] = cr
-        if cw is not None:
-            out["cache_write_tokens"] = cw
-    cd = getattr(usage, "completion_tokens_details", None)
-    if cd is not None:
-        rt = as_int(getattr(cd, "reasoning_tokens", None))
-        if rt is not None:
-            out["reasoning_tokens"] = rt
+    v = getattr(usage, "prompt_tokens", None)
+    if type(v) is int and v >= 0:
+        out["input_tokens"] = v
+    v = getattr(usage, "completion_tokens", None)
+    if type(v) is int and v >= 0:
+        out["output_tokens"] = v
+    details = getattr(usage, "prompt_tokens_details", None)
+    if details is not None:
+        v = getattr(details, "cached_tokens", None)
+        if type(v) is int and v >= 0:
+            out["cache_read_tokens"] = v
+        v = getattr(details, "cache_write_tokens", None)
+        if type(v) is int and v >= 0:
+            out["cache_write_tokens"] = v
+    details = getattr(usage, "completion_tokens_details", None)
+    if details is not None:
+        v = getattr(details, "reasoning_tokens", None)
+        if type(v) is int and v >= 0:
+            out["reasoning_tokens"] = v
     return out
 
 
@@ -101,25 +103,25 @@ def responses_usage(usage: Any) -> Fields:
     out: Fields = {}
     if usage is None:
         return out
-    it = as_int(getattr(usage, "input_tokens", None))
-    ot = as_int(getattr(usage, "output_tokens", None))
-    if it is not None:
-        out["input_tokens"] = it
-    if ot is not None:
-        out["output_tokens"] = ot
-    idt = getattr(usage, "input_tokens_details", None)
-    if idt is not None:
-        cr = as_int(getattr(idt, "cached_tokens", None))
-        cw = as_int(getattr(idt, "cache_write_tokens", None))
-        if cr is not None:
-            out["cache_read_tokens"] = cr
-        if cw is not None:
-            out["cache_write_tokens"] = cw
-    odt = getattr(usage, "output_tokens_details", None)
-    if odt is not None:
-        rt = as_int(getattr(odt, "reasoning_tokens", None))
-        if rt is not None:
-            out["reasoning_tokens"] = rt
+    v = getattr(usage, "input_tokens", None)
+    if type(v) is int and v >= 0:
+        out["input_tokens"] = v
+    v = getattr(usage, "output_tokens", None)
+    if type(v) is int and v >= 0:
+        out["output_tokens"] = v
+    details = getattr(usage, "input_tokens_details", None)
+    if details is not None:
+        v = getattr(details, "cached_tokens", None)
+        if type(v) is int and v >= 0:
+            out["cache_read_tokens"] = v
+        v = getattr(details, "cache_write_tokens", None)
+        if type(v) is int and v >= 0:
+            out["cache_write_tokens"] = v
+    details = getattr(usage, "output_tokens_details", None)
+    if details is not None:
+        v = getattr(details, "reasoning_tokens", None)
+        if type(v) is int and v >= 0:
+            out["reasoning_tokens"] = v
     return out
 
 
@@ -149,21 +151,23 @@ def chat_prompt_hash(args: Args, kwargs: Dict[str, Any]) -> Optional[str]:
 def chat_response(result: Any) -> Fields:
     """Fields of a ``ChatCompletion`` (or ``ParsedChatCompletion``)."""
     out = chat_usage(getattr(result, "usage", None))
-    model = as_str(getattr(result, "model", None))
-    if model is not None:
+    model = getattr(result, "model", None)
+    if type(model) is str:
         out["response_model"] = model
     choices = getattr(result, "choices", None)
-    if isinstance(choices, list) and choices:
-        fr = as_str(getattr(choices[0], "finish_reason", None))
-        if fr is not None:
+    if type(choices) is list and choices:
+        fr = getattr(choices[0], "finish_reason", None)
+        if type(fr) is str:
             out["finish_reason"] = fr
-        names: List[str] = []
+        names: Optional[List[str]] = None
         for choice in choices:
             calls = getattr(getattr(choice, "message", None), "tool_calls", None)
-            if isinstance(calls, list):
+            if calls:
                 for call in calls:
-                    name = as_str(getattr(getattr(call, "function", None), "name", None))
-                    if name is not None:
+                    name = getattr(getattr(call, "function", None), "name", None)
+                    if type(name) is str:
+                        if names is None:
+                            names = []
                         names.append(name)
         if names:
             out["tool_calls"] = names
@@ -311,8 +315,6 @@ def responses_response(result: Any) -> Fields:
     return out
 
 
-_TOOL_ITEMS = frozenset(("function_call", "custom_tool_call", "mcp_call"))
-
 
 def responses_output(result: Any) -> Any:
     """``Response.output_text``."""
@@ -357,7 +359,7 @@ class ResponsesStreamState(StreamState):
             model = self.response_model or self.model
             inp = estimate_input(self.input, model)
             if type(self.instructions) is str:
-                inp = (inp or 0) + estimate_input(self.instructions, model)  # type: ignore[operator]
+                inp = (inp or 0) + (estimate_input(self.instructions, model) or 0)
             if inp is not None:
                 out["input_tokens"] = inp
             out["output_tokens"] = estimate_output(self.parts, model) + self.other
@@ -492,6 +494,38 @@ def embedding_response(result: Any) -> Fields:
     return out
 
 
+# -- decisions (classification / scoring questions) ----------------------------------
+
+
+def decision_request(args: Args, kwargs: Dict[str, Any]) -> Fields:
+    """Request fields of ``decisions.create``."""
+    model = kwargs.get("model")
+    out: Fields = {"model": model} if type(model) is str else {}
+    questions = kwargs.get("questions")
+    if isinstance(questions, (list, tuple)):
+        out["questions_count"] = len(questions)
+    return out
+
+
+def decision_input(args: Args, kwargs: Dict[str, Any]) -> Any:
+    """The input and the questions asked about it."""
+    return {"input": kwargs.get("input"), "questions": kwargs.get("questions")}
+
+
+def decision_response(result: Any) -> Fields:
+    """Fields of a ``Decision`` (its usage has the Responses API's shape)."""
+    out = responses_usage(getattr(result, "usage", None))
+    model = as_str(getattr(result, "model", None))
+    if model is not None:
+        out["response_model"] = model
+    return out
+
+
+def decision_output(result: Any) -> Any:
+    """The answers."""
+    return getattr(result, "answers", None)
+
+
 # -- the specs ---------------------------------------------------------------------
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -499,6 +533,7 @@ _RESPONSES = "openai.resources.responses.responses"
 _BETA_RESPONSES = "openai.resources.beta.responses.responses"
 _COMPLETIONS = "openai.resources.completions"
 _EMBEDDINGS = "openai.resources.embeddings"
+_DECISIONS = "openai.resources.decisions"
 
 
 def _spec(module: str, target: str, operation: str, min_version: str = "1.0", **kw: Any) -> PatchSpec:
@@ -589,5 +624,19 @@ SPECS: List[PatchSpec] = [
             extract_input=embedding_input,
         )
         for target, is_async in (("Embeddings.create", False), ("AsyncEmbeddings.create", True))
+    ),
+    *(
+        _spec(
+            _DECISIONS,
+            target,
+            "decision",
+            is_async=is_async,
+            extract_request=decision_request,
+            extract_response=decision_response,
+            extract_input=decision_input,
+            extract_output=decision_output,
+            prompt_hash=responses_prompt_hash,
+        )
+        for target, is_async in (("Decisions.create", False), ("AsyncDecisions.create", True))
     ),
 ]

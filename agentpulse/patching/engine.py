@@ -43,8 +43,8 @@ import wrapt
 
 from .. import client as _client_mod
 from .._internal import capture_internal_errors, internal_errors, log_once, logger
-from ..recorder import IN_CALL, LLMCall, begin, recorder_for
-from .spec import PatchSpec, StreamState, version_in_range
+from ..recorder import IN_CALL, LLMCall, begin
+from .spec import PatchSpec, version_in_range
 from .streams import RawResponseProxy, arm_manager, wrap_stream
 
 __all__ = ["AgentPulseWrapper", "applied", "apply_spec", "is_patched", "unpatch_all"]
@@ -226,46 +226,15 @@ def _raw_mode(header: Optional[str], kwargs: Dict[str, Any]) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-def _start(
-    spec: PatchSpec, instance: Any, args: Any, kwargs: Dict[str, Any]
-) -> Optional[tuple[LLMCall, Optional[StreamState], Optional[str]]]:
-    """Begin a call; None when AgentPulse is off. Raises only ``BudgetExceeded``."""
-    client = _client_mod._client
-    if client is None or not client.enabled:
-        return None
-    try:
-        rec = recorder_for(client)
-        mode = spec.stream
-        if mode == "never":
-            streaming = False
-        elif mode == "kwarg":
-            streaming = kwargs.get(spec.stream_kwarg) is True
-        else:
-            streaming = True
-        raw = _raw_mode(spec.raw_response_header, kwargs)
-    except Exception as exc:
-        internal_errors.note("patching.start", exc)
-        return None
-    call = begin(rec, spec, instance, args, kwargs, streaming)
-    state: Optional[StreamState] = None
-    if streaming and spec.stream_state is not None:
-        try:
-            state = spec.stream_state(args, kwargs)
-        except Exception as exc:
-            internal_errors.note(f"stream_state.{spec.provider}", exc)
-    return call, state, raw
-
-
-def _complete(call: LLMCall, state: Optional[StreamState], raw: Optional[str], result: Any) -> Any:
-    """Record ``result`` (or hand it to a proxy); returns ``result`` or its proxy. Never raises."""
+def _complete(call: LLMCall, raw: Optional[str], manager: bool, result: Any) -> Any:
+    """Hand ``result`` to the proxy that will record it; returns the proxy or ``result``. Never raises."""
     try:
         if raw is not None and hasattr(result, "parse") and hasattr(result, "http_response"):
-            return RawResponseProxy(result, call, state)
-        spec = call.spec
-        if spec.stream == "manager":
-            return arm_manager(result, call, state)
-        if call.data.get("streaming"):
-            return wrap_stream(result, call, state)
+            return RawResponseProxy(result, call, call.state)
+        if manager:
+            return arm_manager(result, call, call.state)
+        if call.streaming:
+            return wrap_stream(result, call, call.state)
         call.succeed(result)
     except Exception as exc:
         internal_errors.note("patching.complete", exc)
@@ -274,13 +243,21 @@ def _complete(call: LLMCall, state: Optional[StreamState], raw: Optional[str], r
 
 
 def _sync_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Any]:
+    # Decided once per target, not per call.
+    never = spec.stream == "never"
+    always = spec.stream in ("always", "manager")
+    manager = spec.stream == "manager"
+    kwarg = spec.stream_kwarg
+    header = spec.raw_response_header
+    clients = _client_mod
+
     def handler(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
-        if not patch.active or IN_CALL.get():
+        client = clients._client
+        if client is None or not patch.active or IN_CALL.get() or not client.enabled:
             return wrapped(*args, **kwargs)
-        started = _start(spec, instance, args, kwargs)
-        if started is None:
-            return wrapped(*args, **kwargs)
-        call, state, raw = started
+        streaming = False if never else (always or kwargs.get(kwarg) is True)
+        call = begin(client, spec, instance, args, kwargs, streaming)
+        raw = _raw_mode(header, kwargs) if header is not None and "extra_headers" in kwargs else None
         token = IN_CALL.set(True)
         try:
             result = wrapped(*args, **kwargs)
@@ -289,19 +266,29 @@ def _sync_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Any]:
             call.fail(exc)
             raise
         IN_CALL.reset(token)
-        return _complete(call, state, raw, result)
+        if raw is None and not streaming:
+            call.succeed(result)
+            return result
+        return _complete(call, raw, manager, result)
 
     return handler
 
 
 def _async_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Awaitable[Any]]:
+    never = spec.stream == "never"
+    always = spec.stream in ("always", "manager")
+    manager = spec.stream == "manager"
+    kwarg = spec.stream_kwarg
+    header = spec.raw_response_header
+    clients = _client_mod
+
     async def handler(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
-        if not patch.active or IN_CALL.get():
+        client = clients._client
+        if client is None or not patch.active or IN_CALL.get() or not client.enabled:
             return await wrapped(*args, **kwargs)
-        started = _start(spec, instance, args, kwargs)
-        if started is None:
-            return await wrapped(*args, **kwargs)
-        call, state, raw = started
+        streaming = False if never else (always or kwargs.get(kwarg) is True)
+        call = begin(client, spec, instance, args, kwargs, streaming)
+        raw = _raw_mode(header, kwargs) if header is not None and "extra_headers" in kwargs else None
         token = IN_CALL.set(True)
         try:
             result = await wrapped(*args, **kwargs)
@@ -310,6 +297,9 @@ def _async_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Awaitable[An
             call.fail(exc)
             raise
         IN_CALL.reset(token)
-        return _complete(call, state, raw, result)
+        if raw is None and not streaming:
+            call.succeed(result)
+            return result
+        return _complete(call, raw, manager, result)
 
     return handler

@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable, Generator, Optional
 import wrapt
 
 from .._internal import internal_errors, log_once
-from ..recorder import IN_CALL, LLMCall, status_of
+from ..recorder import IN_CALL, LLMCall, finish_from_finalizer, status_of
 from .spec import StreamState
 
 __all__ = [
@@ -168,11 +168,7 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
     def __del__(self) -> None:
         try:
-            run = self._self_run
-        except Exception:
-            return
-        try:
-            run.finish()
+            finish_from_finalizer(self._self_run.finish)
         except Exception:
             pass
 
@@ -450,7 +446,7 @@ class RawResponseProxy(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
     def __del__(self) -> None:
         try:
-            self._self_raw.finish_unread()
+            finish_from_finalizer(self._self_raw.finish_unread)
         except Exception:
             pass
 

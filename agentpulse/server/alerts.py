@@ -291,9 +291,17 @@ class AlertEngine:
             self.raise_alert(
                 f"error_rate:{int(now // window)}",
                 rule="error_rate",
-                title=f"{errors} of {calls} LLM calls failed in the last {window / 60:g} min ({errors / calls:.0%})",
+                title=(
+                    f"{errors} of {calls} LLM calls failed in the last {window / 60:g} min"
+                    f" ({errors / calls:.0%})"
+                ),
                 severity="error",
-                details={"calls": calls, "errors": errors, "rate": round(errors / calls, 4), "threshold": rate},
+                details={
+                    "calls": calls,
+                    "errors": errors,
+                    "rate": round(errors / calls, 4),
+                    "threshold": rate,
+                },
             )
         ]
 
@@ -306,7 +314,9 @@ class AlertEngine:
             base = {"monitor": name, "schedule": m.get("schedule"), "timezone": m.get("timezone")}
             if status == "missed" and m.get("last_missed") is not None:
                 slot = float(m["last_missed"])
-                when = datetime.datetime.fromtimestamp(slot, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                when = datetime.datetime.fromtimestamp(slot, datetime.timezone.utc).strftime(
+                    "%Y-%m-%d %H:%M UTC"
+                )
                 out.append(
                     self.raise_alert(
                         f"cron:{name}:missed:{int(slot)}",
@@ -324,7 +334,11 @@ class AlertEngine:
                         rule="cron_failing",
                         title=f"Cron job {name!r} failed",
                         severity="error",
-                        details={**base, "check_in_id": last.get("check_in_id"), "trace_id": last.get("trace_id")},
+                        details={
+                            **base,
+                            "check_in_id": last.get("check_in_id"),
+                            "trace_id": last.get("trace_id"),
+                        },
                         agent=m.get("agent"),
                     )
                 )
@@ -336,7 +350,11 @@ class AlertEngine:
                         rule="cron_overran",
                         title=f"Cron job {name!r} ran longer than its max_runtime of {m.get('max_runtime')}s",
                         severity="warning",
-                        details={**base, "check_in_id": last.get("check_in_id"), "duration_ms": last.get("duration_ms")},
+                        details={
+                            **base,
+                            "check_in_id": last.get("check_in_id"),
+                            "duration_ms": last.get("duration_ms"),
+                        },
                         agent=m.get("agent"),
                     )
                 )
@@ -445,9 +463,12 @@ class AlertEngine:
                 self._mark(row["id"], "failed", attempts, result.error, None)
         return max(0.01, next_due)
 
-    def _mark(self, alert_id: str, delivery: str, attempts: int, error: Optional[str], at: Optional[float]) -> None:
+    def _mark(
+        self, alert_id: str, delivery: str, attempts: int, error: Optional[str], at: Optional[float]
+    ) -> None:
         self.storage.execute(
-            "UPDATE server_alerts SET delivery = ?, attempts = ?, last_error = ?, delivered_at = ? WHERE id = ?",
+            "UPDATE server_alerts SET delivery = ?, attempts = ?, last_error = ?, delivered_at = ?"
+            " WHERE id = ?",
             (delivery, attempts, error, at, alert_id),
         )
 

@@ -77,17 +77,19 @@ class ApiKey(BaseModel):
 class KeyStore:
     """Create, list, revoke and check API keys. ``verify`` answers from memory; ``refresh`` reloads.
 
-    The active digests are cached and reloaded every ``refresh`` (the collector
-    calls it every few seconds, and at most once a second when an unknown key
-    shows up), so a key created or revoked by ``agentpulse keys`` in another
-    process takes effect within seconds without a restart.
+    The active digests are kept in memory and reloaded by ``refresh`` (the
+    collector calls it every few seconds), so a key revoked by ``agentpulse
+    keys`` in another process stops working within seconds; a key created
+    there works at once (``lookup`` asks the store about a key it does not
+    know). No restart needed.
     """
 
-    def __init__(self, storage: Storage, *, min_refresh_interval: float = 1.0) -> None:
+    def __init__(self, storage: Storage, *, lookups_per_second: int = 20) -> None:
         self.storage = storage
-        self.min_refresh_interval = min_refresh_interval
+        self.lookups_per_second = lookups_per_second
         self._digests: Dict[str, str] = {}
-        self._loaded_at = 0.0
+        self._unknown: Dict[str, float] = {}
+        self._window = (0.0, 0)
         self._used: Set[str] = set()
         self._lock = threading.Lock()
 
@@ -101,13 +103,14 @@ class KeyStore:
             "INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?)",
             (record.id, record.name, record.prefix, hash_key(key), record.created_at),
         )
-        self.refresh(force=True)
+        self.refresh()
         return record, key
 
     def list(self, *, include_revoked: bool = True) -> List[ApiKey]:
         """Every key, newest first."""
         rows = self.storage.fetch(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at DESC"
+            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys"
+            " ORDER BY created_at DESC"
         )
         keys = [ApiKey.model_validate(r) for r in rows]
         return keys if include_revoked else [k for k in keys if k.active]
@@ -126,21 +129,49 @@ class KeyStore:
         self.storage.execute(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), key.id)
         )
-        self.refresh(force=True)
+        self.refresh()
         return key
 
     # -- checking (collector) ---------------------------------------------
 
-    def refresh(self, *, force: bool = False) -> bool:
-        """Reload the active digests; without ``force`` at most once per ``min_refresh_interval``."""
-        now = time.monotonic()
-        if not force and now - self._loaded_at < self.min_refresh_interval:
-            return False
-        self._loaded_at = now
+    def refresh(self) -> None:
+        """Reload the active digests (revoked keys drop out, new ones come in)."""
         rows = self.storage.fetch("SELECT id, hash FROM api_keys WHERE revoked_at IS NULL")
         with self._lock:
             self._digests = {str(r["hash"]): str(r["id"]) for r in rows}
-        return True
+            self._unknown.clear()
+
+    def lookup(self, token: Optional[str]) -> Optional[str]:
+        """Like ``verify``, but a key not in memory is looked up in the store (a key created a moment ago).
+
+        Unknown keys are remembered for a few seconds and lookups are capped per
+        second, so a flood of bad keys costs the store almost nothing.
+        """
+        found = self.verify(token)
+        if found is not None or not token:
+            return found
+        digest = hash_key(token)
+        now = time.monotonic()
+        with self._lock:
+            if self._unknown.get(digest, 0.0) > now:
+                return None
+            start, count = self._window
+            if now - start >= 1.0:
+                start, count = now, 0
+            if count >= self.lookups_per_second:
+                return None
+            self._window = (start, count + 1)
+        rows = self.storage.fetch("SELECT id FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (digest,))
+        with self._lock:
+            if not rows:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown[digest] = now + 5.0
+                return None
+            key_id = str(rows[0]["id"])
+            self._digests[digest] = key_id
+            self._used.add(key_id)
+        return key_id
 
     def verify(self, token: Optional[str]) -> Optional[str]:
         """The id of the active key ``token`` is, or None. Answered from memory."""

@@ -83,7 +83,10 @@ def _data(row: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def build_runs(checkins: List[Dict[str, Any]]) -> List[CronRun]:
-    """Merge check-in rows (``ts``, ``status``, ``duration_ms``, ``trace_id``, ``data``) into runs, oldest first."""
+    """Merge check-in rows (``ts``, ``status``, ``duration_ms``, ``trace_id``, ``data``) into runs.
+
+    Runs come out oldest first.
+    """
     runs: Dict[str, CronRun] = {}
     for row in sorted(checkins, key=lambda r: float(r["ts"])):
         data = _data(row)
@@ -142,13 +145,15 @@ def _next_slot(schedule: str, timezone: Optional[str], now: float) -> Optional[f
     from croniter import croniter
 
     try:
-        return float(croniter(schedule, datetime.datetime.fromtimestamp(now, _zone(timezone))).get_next(float))
+        return float(
+            croniter(schedule, datetime.datetime.fromtimestamp(now, _zone(timezone))).get_next(float)
+        )
     except Exception:
         return None
 
 
 def evaluate(monitor: str, checkins: List[Dict[str, Any]], now: Optional[float] = None) -> Dict[str, Any]:
-    """The status of ``monitor`` from its check-in rows, with its run history and missed slots, newest first."""
+    """The status of ``monitor`` from its check-in rows, with its runs and missed slots, newest first."""
     now = time.time() if now is None else now
     latest = _data(max(checkins, key=lambda r: float(r["ts"]))) if checkins else {}
     schedule = latest.get("schedule") or None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import zlib
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Sequence, Tuple
@@ -38,10 +39,11 @@ from .storage.base import Row, Storage, StorageError, rows_from_batch
 
 __all__ = [
     "BodyReader",
+    "Inflater",
     "IngestError",
     "IngestWriter",
-    "Inflater",
     "MemoryBudget",
+    "ParsePool",
     "format_validation_error",
     "parse_batch",
 ]
@@ -59,6 +61,16 @@ class IngestError(Exception):
         self.status = status
         self.body: Dict[str, Any] = {"error": error, "message": message, **extra}
         self.headers = headers or {}
+
+    def as_tuple(self) -> Tuple[int, Dict[str, Any], Dict[str, str]]:
+        """What crosses a process boundary (exceptions with keyword arguments do not pickle back)."""
+        return self.status, self.body, self.headers
+
+    @classmethod
+    def from_tuple(cls, data: Tuple[int, Dict[str, Any], Dict[str, str]]) -> IngestError:
+        status, body, headers = data
+        extra = {k: v for k, v in body.items() if k not in ("error", "message")}
+        return cls(status, str(body.get("error")), str(body.get("message")), headers=headers, **extra)
 
 
 def overloaded(message: str) -> IngestError:
@@ -231,8 +243,11 @@ def format_validation_error(exc: ValidationError, *, limit: int = 20) -> IngestE
     )
 
 
-def parse_batch(body: bytes) -> Tuple[Batch, List[Row]]:
-    """Validate a JSON body with the wire models and build its rows; raises ``IngestError`` (400/422)."""
+def parse_batch(body: bytes) -> Tuple[int, List[Row]]:
+    """Validate a JSON body with the wire models and build its rows; raises ``IngestError`` (400/422).
+
+    Returns the number of events and their rows.
+    """
     try:
         batch = Batch.model_validate_json(body)
     except ValidationError as exc:
@@ -240,7 +255,126 @@ def parse_batch(body: bytes) -> Tuple[Batch, List[Row]]:
         if first and first[0].get("type") == "json_invalid":
             raise IngestError(400, "bad_json", f"body is not valid JSON: {first[0].get('msg', '')}") from None
         raise format_validation_error(exc) from None
-    return batch, rows_from_batch(batch)
+    return len(batch.events), rows_from_batch(batch)
+
+
+def _parse_in_worker(body: bytes) -> Tuple[Any, ...]:
+    # Runs in a parse worker process: only plain data comes back.
+    try:
+        n, rows = parse_batch(body)
+    except IngestError as exc:
+        return ("refused", exc.as_tuple())
+    return ("ok", n, rows)
+
+
+def _warm_worker() -> int:
+    # Importing the models is most of a worker's start-up: do it before the first batch arrives.
+    from ..models import Batch  # noqa: F401
+
+    return os.getpid()
+
+
+class ParsePool:
+    """Validation on worker processes, so a collector uses every core and not one.
+
+    Validating a batch with the wire models is the collector's heaviest work and
+    holds the GIL; bodies of at least ``threshold`` bytes are validated in one of
+    ``workers`` processes, which send back the rows ready to store. ``start()``
+    spawns them in the background (the collector calls it when it starts; else
+    the first ``parse`` does); until they are up, for small bodies, and always
+    when ``workers`` is 0, validation happens in-process. A worker that dies is
+    replaced; its request is validated in-process instead.
+
+    Example::
+
+        pool = ParsePool(workers=2, threshold=32 * 1024)
+        n, rows = await pool.parse(body)
+        pool.close()
+    """
+
+    def __init__(self, workers: int, threshold: int) -> None:
+        self.workers = max(0, workers)
+        self.threshold = threshold
+        self._pool: Any = None
+        self._starter: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        """True once the worker processes answer."""
+        return self._pool is not None
+
+    def start(self) -> None:
+        """Start the workers in the background (idempotent; the first ``parse`` calls it)."""
+        with self._lock:
+            if self.workers == 0 or self._closed or self._pool is not None or self._starter is not None:
+                return
+            self._starter = threading.Thread(target=self._spawn, name="agentpulse-parse-start", daemon=True)
+            self._starter.start()
+
+    def _spawn(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: forking a process that runs threads (uvicorn, the writer) is unsafe.
+        pool: Any = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            for fut in [pool.submit(_warm_worker) for _ in range(self.workers)]:
+                fut.result(120)
+        except Exception as exc:
+            logger.warning("agentpulse serve: parse workers did not start (%s); validating in-process", exc)
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        with self._lock:
+            if not self._closed:
+                self._pool, pool = pool, None
+        if pool is not None:  # closed while starting
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    async def parse(self, body: bytes) -> Tuple[int, List[Row]]:
+        """Events and rows of ``body``; raises ``IngestError`` (400/422) when it is not a valid batch."""
+        from starlette.concurrency import run_in_threadpool
+
+        executor = self._pool
+        if executor is None:
+            self.start()
+        if executor is None or len(body) < self.threshold:
+            if len(body) > _THREAD_PARSE_BYTES:
+                return await run_in_threadpool(parse_batch, body)
+            return parse_batch(body)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(executor, _parse_in_worker, body)
+        except BrokenProcessPool:
+            logger.warning("agentpulse serve: a parse worker died; starting new ones")
+            with self._lock:
+                if self._pool is executor:
+                    self._pool = None
+                    self._starter = None
+            executor.shutdown(wait=False)
+            return await run_in_threadpool(parse_batch, body)
+        if result[0] == "refused":
+            raise IngestError.from_tuple(result[1])
+        return int(result[1]), result[2]
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker processes (waiting for one still starting)."""
+        with self._lock:
+            self._closed = True
+            starter = self._starter
+        if starter is not None:
+            starter.join(timeout)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Bodies larger than this are validated on a thread when no worker process takes them, so one big
+# batch never stalls the event loop.
+_THREAD_PARSE_BYTES = 512 * 1024
 
 
 # -- the writer -------------------------------------------------------------------------

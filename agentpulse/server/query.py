@@ -39,7 +39,8 @@ _ROOTS = "r.parent_span_id IS NULL AND r.kind IN ('span_start', 'llm_call')"
 _TRACE_STATUS = "(CASE WHEN r.kind = 'llm_call' THEN r.status ELSE COALESCE(e.status, 'running') END)"
 _TRACE_COST = (
     "(CASE WHEN r.kind = 'llm_call' THEN COALESCE(r.cost_usd, 0) ELSE"
-    " (SELECT COALESCE(SUM(c.cost_usd), 0) FROM events c WHERE c.trace_id = r.trace_id AND c.kind = 'llm_call') END)"
+    " (SELECT COALESCE(SUM(c.cost_usd), 0) FROM events c"
+    " WHERE c.trace_id = r.trace_id AND c.kind = 'llm_call') END)"
 )
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -121,10 +122,14 @@ class Query:
         rows = self.storage.fetch(sql, [*params, limit + 1, offset])
         has_more = len(rows) > limit
         rows = rows[:limit]
-        stats = self._trace_stats([r["trace_id"] for r in rows if r["kind"] == "span_start" and r["trace_id"]])
+        stats = self._trace_stats(
+            [r["trace_id"] for r in rows if r["kind"] == "span_start" and r["trace_id"]]
+        )
         out = []
         for r in rows:
-            out.append(self._trace_summary(r, stats.get(r["trace_id"]) if r["kind"] == "span_start" else None))
+            out.append(
+                self._trace_summary(r, stats.get(r["trace_id"]) if r["kind"] == "span_start" else None)
+            )
         return {"traces": out, "limit": limit, "offset": offset, "has_more": has_more}
 
     def _trace_stats(self, trace_ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
@@ -134,7 +139,8 @@ class Query:
         rows = self.storage.fetch(
             "SELECT trace_id, COUNT(*) AS events,"
             " SUM(CASE WHEN kind = 'llm_call' THEN 1 ELSE 0 END) AS llm_calls,"
-            " SUM(cost_usd) AS cost_usd, SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+            " SUM(cost_usd) AS cost_usd, SUM(input_tokens) AS input_tokens,"
+            " SUM(output_tokens) AS output_tokens,"
             " SUM(CASE WHEN kind = 'error' OR (kind IN ('llm_call', 'span_end') AND status = 'error')"
             " THEN 1 ELSE 0 END) AS errors, MAX(ts) AS last_ts"
             f" FROM events WHERE trace_id IN ({marks}) GROUP BY trace_id",
@@ -187,8 +193,8 @@ class Query:
     def trace(self, trace_id: str, *, max_events: int = 20_000) -> Optional[Dict[str, Any]]:
         """One trace as a tree of spans and LLM calls, each with its events; None when unknown."""
         cols = (
-            "id, kind, ts, trace_id, span_id, parent_span_id, session, agent, host, name, status, duration_ms,"
-            " provider, model, input_tokens, output_tokens, cost_usd, data"
+            "id, kind, ts, trace_id, span_id, parent_span_id, session, agent, host, name, status,"
+            " duration_ms, provider, model, input_tokens, output_tokens, cost_usd, data"
         )
         rows = self.storage.fetch(
             f"SELECT {cols} FROM events WHERE trace_id = ? ORDER BY ts LIMIT ?", [trace_id, max_events]
@@ -213,7 +219,7 @@ class Query:
         agent: Optional[str] = None,
         tz_offset: float = 0.0,
     ) -> Dict[str, Any]:
-        """LLM spend, calls and tokens grouped by any of ``day``, ``model``, ``agent``, ``provider``, ``session``.
+        """LLM spend, calls and tokens grouped by ``day``, ``model``, ``agent``, ``provider``, ``session``.
 
         ``tz_offset`` (minutes east of UTC) decides where days start.
         """
@@ -263,7 +269,8 @@ class Query:
         today, week = day_bounds(now, tz_offset)
         start = min(today, week)
         llm = self.storage.fetch(
-            "SELECT SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END) AS spend_today, SUM(cost_usd) AS spend_week,"
+            "SELECT SUM(CASE WHEN ts >= ? THEN cost_usd ELSE 0 END) AS spend_today,"
+            " SUM(cost_usd) AS spend_week,"
             " SUM(CASE WHEN ts >= ? THEN 1 ELSE 0 END) AS calls_today, COUNT(*) AS calls_week,"
             " SUM(CASE WHEN ts >= ? AND status = 'error' THEN 1 ELSE 0 END) AS errors_today,"
             " SUM(CASE WHEN ts >= ? THEN input_tokens ELSE 0 END) AS input_tokens_today,"
@@ -300,7 +307,7 @@ class Query:
             "traces_today": int(roots["traces"] or 0),
             "failed_traces_today": int(roots["failed"] or 0),
             "crons": health,
-            "cron_monitors": [{k: m[k] for k in ("monitor", "status", "last_run", "next_expected")} for m in monitors],
+            "cron_monitors": monitors,
             "alerts_24h": alerts["total"],
             "recent_alerts": alerts["alerts"],
         }
@@ -342,7 +349,9 @@ class Query:
             out.append(status)
         return out
 
-    def cron(self, monitor: str, *, now: Optional[float] = None, per_monitor: int = 400) -> Optional[Dict[str, Any]]:
+    def cron(
+        self, monitor: str, *, now: Optional[float] = None, per_monitor: int = 400
+    ) -> Optional[Dict[str, Any]]:
         """One monitor: status, settings and its run history with missed runs marked; None when unknown."""
         rows = self.storage.fetch(
             "SELECT id, ts, trace_id, status, duration_ms, agent, data FROM events"
@@ -389,7 +398,11 @@ class Query:
                     "title": data.get("title") or e["name"],
                     "severity": data.get("severity") or e["status"] or "warning",
                     "agent": e["agent"],
-                    "details": {**(data.get("details") or {}), "session": e["session"], "trace_id": e["trace_id"]},
+                    "details": {
+                        **(data.get("details") or {}),
+                        "session": e["session"],
+                        "trace_id": e["trace_id"],
+                    },
                     "delivery": "none",
                     "attempts": 0,
                     "last_error": None,
@@ -419,7 +432,9 @@ class Query:
         for r in rows:
             data = _json(r["data"])
             fl = [f for f in data.get("files") or [] if isinstance(f, dict)]
-            snapshots.append({k: r[k] for k in ("id", "ts", "agent", "host", "session", "trace_id")} | {"files": fl})
+            snapshots.append(
+                {k: r[k] for k in ("id", "ts", "agent", "host", "session", "trace_id")} | {"files": fl}
+            )
             for f in fl:
                 key = (r["agent"], str(f.get("path")))
                 entry = files.get(key)
@@ -428,7 +443,10 @@ class Query:
                 entry["history"].append({"ts": r["ts"], "size": f.get("size"), "lines": f.get("lines")})
         for entry in files.values():
             entry["history"].reverse()
-        return {"snapshots": snapshots, "files": sorted(files.values(), key=lambda f: (str(f["agent"]), f["path"]))}
+        return {
+            "snapshots": snapshots,
+            "files": sorted(files.values(), key=lambda f: (str(f["agent"]), f["path"])),
+        }
 
 
 # -- trace tree ------------------------------------------------------------------
@@ -497,7 +515,14 @@ def _build_tree(trace_key: str, rows: List[Dict[str, Any]], *, truncated: bool) 
                 }
             )
         else:
-            item = {"id": r["id"], "kind": kind, "ts": r["ts"], "name": r["name"], "status": r["status"], "data": data}
+            item = {
+                "id": r["id"],
+                "kind": kind,
+                "ts": r["ts"],
+                "name": r["name"],
+                "status": r["status"],
+                "data": data,
+            }
             target = nodes.get(sid) if sid else None
             if target is None and sid:
                 target = nodes[sid] = _node(sid)

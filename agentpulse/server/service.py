@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional
 from .._internal import capture_internal_errors, logger
 from .alerts import AlertEngine
 from .auth import KeyStore
-from .ingest import IngestWriter, MemoryBudget
+from .ingest import IngestWriter, MemoryBudget, ParsePool
 from .query import Query
 from .settings import ServerSettings
 from .storage import open_storage
@@ -42,9 +42,12 @@ class Collector:
         self.keys = KeyStore(self.storage)
         self.query = Query(self.storage)
         self.writer = IngestWriter(
-            self.storage, max_queue_events=settings.max_queue_events, commit_max_events=settings.commit_max_events
+            self.storage,
+            max_queue_events=settings.max_queue_events,
+            commit_max_events=settings.commit_max_events,
         )
         self.budget = MemoryBudget(settings.max_inflight_bytes)
+        self.parser = ParsePool(settings.effective_parse_workers(), settings.parse_threshold_bytes)
         self.alerts = AlertEngine(self.storage, settings)
         self.started_at = time.time()
         self._stop = threading.Event()
@@ -56,8 +59,9 @@ class Collector:
     def start(self) -> None:
         """Migrate the store, load the keys and start the writer, delivery and maintenance threads."""
         version = self.storage.migrate()
-        self.keys.refresh(force=True)
+        self.keys.refresh()
         self.writer.start()
+        self.parser.start()
         self.alerts.start()
         self._thread = threading.Thread(target=self._maintain, name="agentpulse-maintenance", daemon=True)
         self._thread.start()
@@ -66,6 +70,7 @@ class Collector:
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what was accepted, stop every thread and close the store (when this collector opened it)."""
         self._stop.set()
+        self.parser.close()
         self.writer.stop(timeout)
         self.alerts.stop(min(timeout, 5.0))
         if self._thread is not None:
@@ -89,7 +94,11 @@ class Collector:
     def maintain_once(self, now: Optional[float] = None) -> None:
         """One maintenance round: keys, usage, retention (hourly) and alert rules (every alert_interval)."""
         now = time.time() if now is None else now
-        for name, step in (("keys", self._keys), ("retention", self._retention), ("alerts", self._alert_rules)):
+        for name, step in (
+            ("keys", self._keys),
+            ("retention", self._retention),
+            ("alerts", self._alert_rules),
+        ):
             with capture_internal_errors(f"server.maintenance.{name}"):
                 try:
                     step(now)
@@ -97,7 +106,7 @@ class Collector:
                     logger.warning("agentpulse serve: %s skipped: %s", name, exc)
 
     def _keys(self, now: float) -> None:
-        self.keys.refresh(force=True)
+        self.keys.refresh()
         self.keys.flush_usage()
 
     def _retention(self, now: float) -> None:
@@ -124,6 +133,8 @@ class Collector:
             "uptime_s": time.time() - self.started_at,
             "queued_events": self.writer.queued_events,
             "inflight_bytes": self.budget.used,
+            "parse_workers": self.parser.workers,
+            "parse_workers_ready": self.parser.ready,
             "ingest": dict(self.writer.counters),
             "alerts_delivered": delivered,
             "alerts_failed": failed,

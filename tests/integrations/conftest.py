@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import importlib
+import sys
+import textwrap
+import uuid
+from typing import Any, Callable, Iterator, List
 
 import httpx2
 import pytest
 from sdk_fakes import FakeProvider, anthropic_routes, openai_routes
-
 
 # -- fixtures ------------------------------------------------------------------------
 
@@ -72,3 +75,21 @@ async def async_anthropic_client(anthropic_fake: FakeProvider) -> Any:
     )
     yield client
     await client.close()
+
+
+@pytest.fixture
+def make_module(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
+    """``make_module(source)`` writes an importable module of the test's own; returns its name."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names: List[str] = []
+
+    def make(source: str) -> str:
+        name = f"apuser_{uuid.uuid4().hex[:10]}"
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        importlib.invalidate_caches()
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        sys.modules.pop(name, None)

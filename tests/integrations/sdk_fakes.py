@@ -9,7 +9,7 @@ Anthropic's named events with cumulative ``message_delta`` usage).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import httpx2
 
@@ -167,13 +167,25 @@ def response_events(pieces: List[str]) -> List[Dict[str, Any]]:
     created["output"] = []
     created["usage"] = None
     text = "".join(pieces)
-    item: Dict[str, Any] = {"type": "message", "id": "msg_1", "status": "in_progress", "role": "assistant", "content": []}
+    item: Dict[str, Any] = {
+        "type": "message",
+        "id": "msg_1",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    }
     part: Dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
     evs: List[Dict[str, Any]] = [
         {"type": "response.created", "response": created},
         {"type": "response.in_progress", "response": created},
         {"type": "response.output_item.added", "output_index": 0, "item": item},
-        {"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part},
+        {
+            "type": "response.content_part.added",
+            "item_id": "msg_1",
+            "output_index": 0,
+            "content_index": 0,
+            "part": part,
+        },
     ]
     for p in pieces:
         evs.append(
@@ -373,3 +385,63 @@ def one_call(cap: Any) -> Dict[str, Any]:
     calls = llm_calls(cap)
     assert len(calls) == 1, [c["data"] for c in calls]
     return calls[0]["data"]  # type: ignore[no-any-return]
+
+
+# -- a small client of our own, for user specs ----------------------------------------
+
+ACME_SOURCE = """
+class Usage:
+    def __init__(self, prompt_tokens, completion_tokens):
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+
+
+class Reply:
+    def __init__(self, text):
+        self.text = text
+        self.model = "acme-large-001"
+        self.usage = Usage(11, 7)
+        self.choices = [{"finish_reason": "stop"}]
+
+
+class Chunk:
+    def __init__(self, text, usage=None):
+        self.text = text
+        self.usage = usage
+
+
+class Boom(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+SAME = Reply("always the same object")
+ERROR = Boom("acme is down", 503)
+
+
+class AcmeClient:
+    def __init__(self, model="acme-large"):
+        self.model = model
+        self.calls = 0
+
+    def complete(self, prompt, temperature=0.0, **kwargs):
+        self.calls += 1
+        if prompt == "explode":
+            raise ERROR
+        if prompt == "same":
+            return SAME
+        return Reply("echo: " + prompt)
+
+    async def acomplete(self, prompt, **kwargs):
+        return Reply("async echo: " + prompt)
+
+    def stream(self, prompt, **kwargs):
+        for word in prompt.split():
+            yield Chunk(word)
+        yield Chunk("", usage=Usage(3, 4))
+
+
+def complete(prompt, model="acme-small"):
+    return Reply("module echo: " + prompt)
+"""

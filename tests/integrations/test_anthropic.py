@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from typing import Any
 
 import anthropic
@@ -194,7 +195,11 @@ def test_http_errors_come_back_unchanged(
     assert observed.value.body == plain.value.body
     data = one_call(ap)
     assert data["status"] == "error"
-    assert data["error"] == {"type": type(observed.value).__name__, "message": str(observed.value), "status_code": status}
+    assert data["error"] == {
+        "type": type(observed.value).__name__,
+        "message": str(observed.value),
+        "status_code": status,
+    }
 
 
 def test_connection_error_in_stream_manager(ap: Any, anthropic_client: Any, anthropic_fake: Any) -> None:
@@ -202,9 +207,9 @@ def test_connection_error_in_stream_manager(ap: Any, anthropic_client: Any, anth
         raise httpx2.ConnectError("refused", request=request)
 
     anthropic_fake.fail = fail
-    with pytest.raises(anthropic.APIConnectionError):
-        with anthropic_client.messages.stream(model=MODEL, max_tokens=256, messages=MESSAGES) as stream:
-            stream.until_done()
+    manager = anthropic_client.messages.stream(model=MODEL, max_tokens=256, messages=MESSAGES)
+    with pytest.raises(anthropic.APIConnectionError), manager as stream:
+        stream.until_done()
     data = one_call(ap)
     assert data["status"] == "error" and data["error"]["type"] == "APIConnectionError"
 
@@ -216,3 +221,18 @@ def test_unpatch_restores_originals_exactly() -> None:
     agentpulse.shutdown()
     assert Messages.__dict__["create"] is create
     assert Messages.__dict__["stream"] is stream
+
+
+def test_captured_text_is_redacted_before_it_is_queued(capture: Any, anthropic_client: Any) -> None:
+    cap = capture(capture_messages=True)
+    secret = "sk-" + "a1b2c3d4" * 4
+    anthropic_client.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        system="You are terse.",
+        messages=[{"role": "user", "content": f"my key is {secret}"}],
+    )
+    data = one_call(cap)
+    assert secret not in json.dumps(data["input"])
+    assert data["input"]["system"] == "You are terse."
+    assert data["output"] == "Hello from Claude"

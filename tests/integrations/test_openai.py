@@ -77,7 +77,9 @@ def test_arguments_are_never_changed(ap: Any, openai_client: Any, openai_fake: A
 
 def test_tool_calls_and_request_parameters(ap: Any, openai_client: Any) -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
-    openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, tools=tools, max_completion_tokens=50)
+    openai_client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, tools=tools, max_completion_tokens=50
+    )
     data = one_call(ap)
     assert data["tools_count"] == 1
     assert data["tool_calls"] == ["get_weather"]
@@ -141,12 +143,42 @@ def test_abandoned_stream_is_reported_on_gc(ap: Any, openai_client: Any) -> None
     assert data["status"] == "cancelled"
 
 
+def test_stream_collected_in_a_cycle_is_reported_at_a_safe_point(ap: Any, openai_client: Any) -> None:
+    from agentpulse import recorder
+
+    gc.collect()
+    gc.disable()  # collect exactly when the test says so
+    try:
+        stream = openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        next(stream)
+        holder: list[Any] = [stream]
+        holder.append(holder)  # only the cyclic collector can free it
+        del stream, holder
+        gc.collect()
+    finally:
+        gc.enable()
+    # Reported from __del__ during collection: deferred (no lock may be taken there) ...
+    assert len(recorder._deferred) == 1
+    # ... and run at the next safe point (here flush()).
+    assert one_call(ap)["status"] == "cancelled"
+    assert not recorder._deferred
+
+
+def test_abandoned_stream_helper_is_reported_once(ap: Any, openai_client: Any) -> None:
+    manager = openai_client.chat.completions.stream(model="gpt-4o", messages=MESSAGES)
+    stream = manager.__enter__()
+    next(iter(stream))
+    del manager, stream
+    gc.collect()
+    assert one_call(ap)["status"] == "cancelled"
+
+
 def test_error_mid_stream_is_status_error(ap: Any, openai_client: Any, openai_fake: Any) -> None:
     body = (
-        'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":'
-        '[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
-        'data: {"error": {"message": "the server broke", "type": "server_error"}}\n\n'
-    ).encode()
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":'
+        b'[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+        b'data: {"error": {"message": "the server broke", "type": "server_error"}}\n\n'
+    )
     openai_fake.fail = lambda request: httpx2.Response(
         200, content=body, headers={"content-type": "text/event-stream"}
     )
@@ -244,7 +276,10 @@ def test_responses_stream_and_helper(ap: Any, openai_client: Any) -> None:
 def test_legacy_completions(ap: Any, openai_client: Any) -> None:
     result = openai_client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hello")
     assert result.choices[0].text == " world"
-    texts = [c.choices[0].text for c in openai_client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hi", stream=True)]
+    texts = [
+        c.choices[0].text
+        for c in openai_client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Hi", stream=True)
+    ]
     assert texts == ["Hel", "lo", " world", ""]
     first, second = (c["data"] for c in llm_calls(ap))
     assert first["operation"] == "completion"
@@ -273,7 +308,9 @@ def test_with_raw_response_keeps_its_type_and_is_recorded(ap: Any, openai_client
 
 
 def test_with_raw_response_stream(ap: Any, openai_client: Any) -> None:
-    raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, stream=True
+    )
     stream = raw.parse()
     assert isinstance(stream, openai.Stream)
     assert len(list(stream)) == 5
@@ -282,14 +319,18 @@ def test_with_raw_response_stream(ap: Any, openai_client: Any) -> None:
 
 
 def test_with_streaming_response_parsed(ap: Any, openai_client: Any) -> None:
-    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as resp:
+    with openai_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES
+    ) as resp:
         assert isinstance(resp, openai._response.APIResponse)
         assert resp.parse().usage.total_tokens == 150
     assert one_call(ap)["input_tokens"] == 120
 
 
 def test_with_streaming_response_unread_body_is_not_read(ap: Any, openai_client: Any) -> None:
-    with openai_client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as resp:
+    with openai_client.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES
+    ) as resp:
         lines = list(resp.iter_lines())
     assert json.loads("".join(lines))["id"] == "chatcmpl-1"
     assert resp._parsed_by_type == {}  # nothing parsed behind the caller's back
@@ -317,7 +358,9 @@ def _unpatched_then_patched(fn: Any) -> tuple[Any, Any]:
     ("status", "exc_type"),
     [(400, openai.BadRequestError), (429, openai.RateLimitError), (500, openai.InternalServerError)],
 )
-def test_http_errors_come_back_unchanged(ap: Any, openai_client: Any, openai_fake: Any, status: int, exc_type: type) -> None:
+def test_http_errors_come_back_unchanged(
+    ap: Any, openai_client: Any, openai_fake: Any, status: int, exc_type: type
+) -> None:
     openai_fake.fail = lambda request: httpx2.Response(
         status, json={"error": {"message": f"failure {status}", "type": "invalid_request_error", "code": "x"}}
     )
@@ -419,8 +462,9 @@ def test_init_before_import_patches_on_import(tmp_path: Any) -> None:
         assert "openai" not in sys.modules
         import httpx2, openai
         body = {json.dumps(chat_completion())!r}
-        http = httpx2.Client(transport=httpx2.MockTransport(lambda r: httpx2.Response(200, content=body.encode(),
-                             headers={{"content-type": "application/json"}})))
+        headers = {{"content-type": "application/json"}}
+        reply = lambda r: httpx2.Response(200, content=body.encode(), headers=headers)
+        http = httpx2.Client(transport=httpx2.MockTransport(reply))
         oc = openai.OpenAI(api_key="k", http_client=http, max_retries=0)
         oc.chat.completions.create(model="gpt-4o", messages=[{{"role": "user", "content": "hi"}}])
         oc.close()

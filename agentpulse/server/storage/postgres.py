@@ -80,7 +80,9 @@ class PostgresStorage(Storage):
         if self._closed:
             raise StorageError("store is closed", retryable=False)
         try:
-            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)))
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+            )
         except psycopg.Error as exc:
             raise StorageError(f"postgres connect: {exc}", retryable=True) from None
 
@@ -159,7 +161,8 @@ class PostgresStorage(Storage):
                         for statement in step.statements:
                             conn.execute(statement)  # type: ignore[arg-type]
                         conn.execute(
-                            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at) VALUES (%s, %s, %s)",
+                            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at)"
+                            " VALUES (%s, %s, %s)",
                             (step.version, step.description, time.time()),
                         )
                         current = step.version
@@ -215,7 +218,8 @@ class PostgresStorage(Storage):
         total = 0
         while True:
             n = self.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? LIMIT ?)", (before_ts, chunk)
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE ts < ? LIMIT ?)",
+                (before_ts, chunk),
             )
             total += n
             if n < chunk:
@@ -231,7 +235,8 @@ class PostgresStorage(Storage):
             from psycopg.conninfo import conninfo_to_dict
 
             info = conninfo_to_dict(self.dsn)
-            return f"postgresql://{info.get('user') or ''}@{info.get('host') or ''}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+            host = f"{info.get('host') or ''}:{info.get('port') or 5432}"
+            return f"postgresql://{info.get('user') or ''}@{host}/{info.get('dbname') or ''}"
         except Exception:
             return "postgresql"
 

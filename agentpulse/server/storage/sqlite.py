@@ -31,7 +31,8 @@ from .migrations import MIGRATIONS_TABLE, SQLITE_MIGRATIONS, latest_version
 __all__ = ["SQLiteStorage"]
 
 _INSERT = (
-    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 
 
@@ -126,7 +127,8 @@ class SQLiteStorage(Storage):
                         for statement in step.statements:
                             conn.execute(statement)
                         conn.execute(
-                            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at) VALUES (?, ?, ?)",
+                            f"INSERT INTO {MIGRATIONS_TABLE} (version, description, applied_at)"
+                            " VALUES (?, ?, ?)",
                             (step.version, step.description, time.time()),
                         )
                     conn.execute("COMMIT")

@@ -88,7 +88,8 @@ def bench_caller() -> List[Row]:
 
         def baseline(name, data=None):
             # What any recording function does at least: build the event dict.
-            return {"kind": "event", "ts": time.time(), "data": {"name": name, "data": dict(data) if data else {}}}
+            payload = dict(data) if data else {}
+            return {"kind": "event", "ts": time.time(), "data": {"name": name, "data": payload}}
 
         agentpulse.init(exporter="none", max_batch_size=10_000, flush_interval=3600, max_queue_size=1_000_000)
         agentpulse.event("warm-up")

@@ -39,6 +39,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
 from .._internal import log_once
 from .._version import __version__
 from .base import EncodedBatch, Exporter, ExportError
@@ -91,23 +93,20 @@ def _put(attrs: Dict[str, Any], key: str, value: Any) -> None:
         attrs[key] = _attr(value)
 
 
-class _PresetIds:
-    """Hands the SDK the ids AgentPulse already chose; random ones when none is set."""
+class _PresetIds(RandomIdGenerator):
+    """Hands the SDK the ids AgentPulse already chose (random too); fresh random ones when none is set."""
 
     def __init__(self) -> None:
-        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-
-        self._random = RandomIdGenerator()
         self.trace_id: Optional[int] = None
         self.span_id: Optional[int] = None
 
     def generate_span_id(self) -> int:
         value, self.span_id = self.span_id, None
-        return value or self._random.generate_span_id()
+        return value or super().generate_span_id()
 
     def generate_trace_id(self) -> int:
         value, self.trace_id = self.trace_id, None
-        return value or self._random.generate_trace_id()
+        return value or super().generate_trace_id()
 
 
 class OtlpExporter(Exporter):
@@ -138,9 +137,6 @@ class OtlpExporter(Exporter):
         max_outbox: int = 20_000,
         max_attempts: int = 3,
     ) -> None:
-        # Fail at init() rather than on the worker when the extra is missing.
-        import opentelemetry.sdk.trace  # noqa: F401
-
         self.endpoint = endpoint
         self.use_global_provider = use_global_provider
         self.headers = headers
@@ -205,7 +201,7 @@ class OtlpExporter(Exporter):
         self._provider = TracerProvider(
             resource=Resource.create({k: v for k, v in attributes.items() if v is not None}),
             sampler=ALWAYS_ON,
-            id_generator=self._ids,  # type: ignore[arg-type]
+            id_generator=self._ids,
             shutdown_on_exit=False,
         )
         self._provider.add_span_processor(_Collect())

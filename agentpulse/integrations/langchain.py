@@ -101,12 +101,15 @@ class _Run:
 
 
 class AgentPulseCallbackHandler(BaseCallbackHandler):
-    """Maps LangChain runs to AgentPulse spans. Registered by ``init()``; not needed by hand.
+    """Maps LangChain runs to AgentPulse spans.
 
-    It can still be passed explicitly, e.g. to a runnable built before
-    ``init()`` with its own callback list::
+    ``init()`` registers one instance for every run of the process; passing
+    another in ``callbacks`` would record each run twice. To see what it
+    records::
 
-        chain.invoke(inputs, config={"callbacks": [AgentPulseCallbackHandler()]})
+        agentpulse.init(exporter="memory")
+        chain.invoke({"q": "..."})
+        agentpulse.get_client().exporter.events   # span_start / span_end / llm_call
     """
 
     # Called in the caller's context, so the span it makes current is seen by the code the run executes.

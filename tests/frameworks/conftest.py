@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from fake_openai import FakeOpenAI
-
-# CrewAI and the Agents SDK phone home unless told not to; nothing in these tests leaves 127.0.0.1.
-os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
-os.environ.setdefault("OTEL_SDK_DISABLED", "true")
 
 
 class Node:

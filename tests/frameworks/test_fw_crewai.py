@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, List, Optional
 
 import pytest
 
+# CrewAI sends telemetry of its own unless told not to; nothing in these tests leaves 127.0.0.1.
+os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 pytest.importorskip("crewai")
 
 from conftest import Tree

@@ -23,11 +23,13 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   log "installing postgresql"
   export DEBIAN_FRONTEND=noninteractive
   # Do not let the package start its own cluster: ours listens on 127.0.0.1:$PORT only.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
   apt-get update -q >&2
   apt-get install -y -q --no-install-recommends postgresql >&2
-  rm -f /usr/sbin/policy-rc.d
 fi
 
 BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"

@@ -12,7 +12,7 @@ raises into the user's program except ``BudgetExceeded`` from ``begin()``.
 
 Example::
 
-    from agentpulse.recorder import begin, recorder_for
+    from agentpulse.recorder import begin
 
     call = begin(client, spec, None, args, kwargs, streaming=False)
     result = sdk_call(*args, **kwargs)
@@ -183,7 +183,13 @@ class Recorder:
 
             price = default_table().lookup(model, provider if isinstance(provider, str) else None)
             if price is not None:
-                rates = (price.input, price.cache_read_rate, price.cache_write_rate, price.output, price.reasoning_rate)
+                rates = (
+                    price.input,
+                    price.cache_read_rate,
+                    price.cache_write_rate,
+                    price.output,
+                    price.reasoning_rate,
+                )
         if len(prices) >= 1024:
             prices.clear()
         prices[key] = rates
@@ -281,8 +287,6 @@ def begin(
     if rec is None or rec.client is not client:
         rec = recorder_for(client)
     span = _current.get()
-    if span is not None:
-        span.llm_calls += 1  # a framework's model marker learns that a provider patch recorded the call
     data: Dict[str, Any] = {"provider": spec.provider, "operation": spec.operation}
     phash: Optional[str] = None
     state: Optional[StreamState] = None
@@ -309,6 +313,8 @@ def begin(
         raise
     except Exception as exc:
         internal_errors.note("guards.before_call", exc)
+    if span is not None:
+        span.llm_calls += 1  # how a framework's model marker learns a provider patch recorded the call
     return LLMCall(rec, spec, data, span, streaming, state)
 
 
@@ -383,6 +389,8 @@ class LLMCall:
         try:
             data = self.data
             if fields:
+                if status == "success" and fields.get("status") == "error":
+                    status = "error"  # answered, but as a failure (a Responses API "failed" response)
                 data.update(fields)
             data["latency_ms"] = (end - self.t0) * 1000.0
             if first_at is not None:

@@ -22,6 +22,24 @@ from agentpulse.cron_store import cron_statuses, monitor_statuses
 from agentpulse.testing import Capture
 
 
+def frozen(when: str) -> Any:
+    """``freeze_time`` that leaves third-party packages alone.
+
+    freezegun rewrites time functions found in every loaded module; SDKs with lazy module
+    attributes (loaded by other tests) import themselves half-way when scanned. Only our code and
+    the standard library need the frozen clock.
+    """
+    keep = {"_pytest", "pytest", "pluggy", "freezegun"}
+    ignore = set()
+    for name, module in list(sys.modules.items()):
+        top = name.split(".")[0]
+        if top in keep or top in ignore:
+            continue
+        if "site-packages" in (getattr(module, "__file__", None) or ""):
+            ignore.add(top)
+    return freeze_time(when, ignore=sorted(ignore))
+
+
 @pytest.fixture
 def cap(ap: Any) -> Capture:
     return Capture(ap.client)
@@ -325,7 +343,7 @@ def _local(capture: Callable[..., Any], tmp_path: Path) -> Any:
 
 def test_crons_from_the_local_store_with_frozen_time(capture: Callable[..., Any], tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    with freeze_time("2026-11-26 03:00:00") as clock:
+    with frozen("2026-11-26 03:00:00") as clock:
         ap = _local(capture, tmp_path)
         with agentpulse.cron("nightly", schedule="0 3 * * *", max_runtime=600, grace=300):
             clock.tick(125)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable, Dict, List
 
@@ -11,6 +12,24 @@ from freezegun import freeze_time
 import agentpulse
 from agentpulse.guards import BudgetExceeded, Guards
 from agentpulse.testing import Capture
+
+
+def frozen(when: str) -> Any:
+    """``freeze_time`` that leaves third-party packages alone.
+
+    freezegun rewrites time functions found in every loaded module; SDKs with lazy module
+    attributes (loaded by other tests) import themselves half-way when scanned. Only our code and
+    the standard library need the frozen clock.
+    """
+    keep = {"_pytest", "pytest", "pluggy", "freezegun"}
+    ignore = set()
+    for name, module in list(sys.modules.items()):
+        top = name.split(".")[0]
+        if top in keep or top in ignore:
+            continue
+        if "site-packages" in (getattr(module, "__file__", None) or ""):
+            ignore.add(top)
+    return freeze_time(when, ignore=sorted(ignore))
 
 
 def _call(guards: Guards, cost: Any, model: str = "gpt-4o", phash: str = "h") -> None:
@@ -39,7 +58,7 @@ def test_no_budget_no_alert(capture: Callable[..., Any]) -> None:
 
 
 def test_hourly_budget_alerts_once_per_window(capture: Callable[..., Any]) -> None:
-    with freeze_time("2026-11-26 02:00:00") as clock:
+    with frozen("2026-11-26 02:00:00") as clock:
         ap = capture(budget_usd_per_hour=1.0)
         guards = ap.client.guards
         cap = Capture(ap.client)
@@ -62,7 +81,7 @@ def test_hourly_budget_alerts_once_per_window(capture: Callable[..., Any]) -> No
 
 
 def test_hourly_budget_is_a_rolling_window(capture: Callable[..., Any]) -> None:
-    with freeze_time("2026-11-26 02:00:00") as clock:
+    with frozen("2026-11-26 02:00:00") as clock:
         ap = capture(budget_usd_per_hour=1.0)
         guards = ap.client.guards
         _call(guards, 0.5, phash="a")
@@ -74,7 +93,7 @@ def test_hourly_budget_is_a_rolling_window(capture: Callable[..., Any]) -> None:
 
 
 def test_raise_mode_blocks_the_next_call_before_it_is_sent(capture: Callable[..., Any]) -> None:
-    with freeze_time("2026-11-26 02:00:00") as clock:
+    with frozen("2026-11-26 02:00:00") as clock:
         ap = capture(budget_usd_per_hour=1.0, on_budget_exceeded="raise")
         guards = ap.client.guards
         cap = Capture(ap.client)
@@ -128,7 +147,7 @@ def test_unknown_costs_are_ignored(capture: Callable[..., Any]) -> None:
 
 
 def test_loop_detector_same_prompt_n_times_in_window(capture: Callable[..., Any]) -> None:
-    with freeze_time("2026-11-26 03:00:00") as clock:
+    with frozen("2026-11-26 03:00:00") as clock:
         ap = capture(loop_threshold=3, loop_window=60)
         guards = ap.client.guards
         cap = Capture(ap.client)

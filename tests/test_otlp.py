@@ -1,4 +1,4 @@
-"""OTLP export: an OTLP/HTTP receiver on 127.0.0.1 decodes what the exporter sent and checks the attributes."""
+"""OTLP export: a receiver on 127.0.0.1 decodes what the exporter sent; the attributes are checked."""
 
 from __future__ import annotations
 

@@ -63,6 +63,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--alert-error-window", type=float, default=900.0, metavar="SECONDS")
     p.add_argument("--no-cron-alerts", action="store_true", help="do not alert on missed or failing crons")
+    p.add_argument("--no-sdk-alerts", action="store_true", help="do not forward alerts raised by the SDKs")
     p.add_argument("--alert-interval", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body (default 10)")
     p.add_argument("--max-decompressed-mb", type=float, default=64.0, help="largest body once un-gzipped")
@@ -94,6 +95,7 @@ def build_settings(args: argparse.Namespace) -> Any:
             error_rate=args.alert_error_rate,
             error_rate_window=args.alert_error_window,
             crons=not args.no_cron_alerts,
+            sdk_alerts=not args.no_sdk_alerts,
         ),
     )
 

@@ -29,6 +29,9 @@ __all__ = ["REGISTRY", "load_specs"]
 REGISTRY: Dict[str, str] = {
     "openai": "agentpulse.integrations.openai",
     "anthropic": "agentpulse.integrations.anthropic",
+    "litellm": "agentpulse.integrations.litellm",
+    "cohere": "agentpulse.integrations.cohere",
+    "google_genai": "agentpulse.integrations.google_genai",
 }
 
 

@@ -102,9 +102,7 @@ def prompt_fingerprint(messages: Any) -> Optional[str]:
         if not messages:
             return None
         last = messages[-1]
-        if type(last) is dict:
-            role, content = last.get("role"), last.get("content")
-        elif isinstance(last, Mapping):
+        if type(last) is dict or isinstance(last, Mapping):  # the exact-type test skips the ABC check
             role, content = last.get("role"), last.get("content")
         elif isinstance(last, str):
             role, content = None, last

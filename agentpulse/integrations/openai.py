@@ -315,7 +315,6 @@ def responses_response(result: Any) -> Fields:
     return out
 
 
-
 def responses_output(result: Any) -> Any:
     """``Response.output_text``."""
     return getattr(result, "output_text", None)

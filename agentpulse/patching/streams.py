@@ -39,6 +39,7 @@ from .spec import StreamState
 
 __all__ = [
     "AsyncStreamProxy",
+    "DualStreamProxy",
     "RawResponseProxy",
     "StreamRun",
     "SyncStreamProxy",
@@ -269,11 +270,16 @@ def is_stream_like(obj: Any) -> bool:
     )
 
 
+class DualStreamProxy(SyncStreamProxy, AsyncStreamProxy):
+    """A stream that iterates both ways (LiteLLM's ``CustomStreamWrapper``), observed both ways."""
+
+
 def wrap_stream(obj: Any, call: LLMCall, state: Optional[StreamState]) -> Any:
     """The proxy that reports ``call`` when ``obj`` ends; ``obj`` itself when it is no stream.
 
-    Never raises: on an internal error the call is reported at once and ``obj``
-    comes back untouched.
+    The proxy has the iteration protocols ``obj`` has: sync, async, or both. Never
+    raises: on an internal error the call is reported at once and ``obj`` comes back
+    untouched.
     """
     try:
         if not is_stream_like(obj):
@@ -281,7 +287,11 @@ def wrap_stream(obj: Any, call: LLMCall, state: Optional[StreamState]) -> Any:
             return obj
         run = StreamRun(call, state)
         cls = type(obj)
-        if hasattr(cls, "__anext__") or (hasattr(cls, "__aiter__") and not hasattr(cls, "__next__")):
+        sync = hasattr(cls, "__next__") or hasattr(cls, "__iter__")
+        asyn = hasattr(cls, "__anext__") or hasattr(cls, "__aiter__")
+        if sync and asyn:
+            return DualStreamProxy(obj, run)
+        if asyn:
             return AsyncStreamProxy(obj, run)
         return SyncStreamProxy(obj, run)
     except Exception as exc:

@@ -308,7 +308,10 @@ async def healthz(request: Request) -> Response:
         await run_in_threadpool(c.storage.fetch, "SELECT 1 AS ok")
     except StorageError as exc:
         return _error(503, "store_unavailable", str(exc))
-    return JSONResponse({"ok": True, "version": __version__, "store": c.storage.describe()})
+    body: Dict[str, Any] = {"ok": True, "version": __version__}
+    if not c.settings.reads_need_key():  # where the data lives is for those who may read it
+        body["store"] = c.storage.describe()
+    return JSONResponse(body)
 
 
 async def dashboard(request: Request) -> Response:

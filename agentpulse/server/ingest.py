@@ -299,6 +299,7 @@ class ParsePool:
         self._starter: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._closed = False
+        self._big: Optional[asyncio.Semaphore] = None
 
     @property
     def ready(self) -> bool:
@@ -340,9 +341,13 @@ class ParsePool:
         if executor is None:
             self.start()
         if executor is None or len(body) < self.threshold:
-            if len(body) > _THREAD_PARSE_BYTES:
+            if len(body) <= _THREAD_PARSE_BYTES:
+                return parse_batch(body)
+            # A big body becomes several times its size in objects while validated: two at a time.
+            if self._big is None:
+                self._big = asyncio.Semaphore(2)
+            async with self._big:
                 return await run_in_threadpool(parse_batch, body)
-            return parse_batch(body)
         from concurrent.futures.process import BrokenProcessPool
 
         try:

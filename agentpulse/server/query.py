@@ -40,7 +40,7 @@ _TRACE_STATUS = "(CASE WHEN r.kind = 'llm_call' THEN r.status ELSE COALESCE(e.st
 _TRACE_COST = (
     "(CASE WHEN r.kind = 'llm_call' THEN COALESCE(r.cost_usd, 0) ELSE"
     " (SELECT COALESCE(SUM(c.cost_usd), 0) FROM events c"
-    " WHERE c.trace_id = r.trace_id AND c.kind = 'llm_call') END)"
+    " WHERE c.trace_id = r.trace_id AND {k}c.kind = 'llm_call') END)"
 )
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -78,6 +78,11 @@ class Query:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        # In a join by trace, SQLite without statistics may prefer the (kind, ts) index over the trace
+        # index and scan every span_end for each root. A unary `+` makes a term unusable for an index
+        # in SQLite; PostgreSQL plans from its own statistics and has no unary `+` for text.
+        self._k = "+" if storage.dialect == "sqlite" else ""
+        self._cost = _TRACE_COST.format(k=self._k)
 
     # -- traces -----------------------------------------------------------
 
@@ -103,8 +108,8 @@ class Query:
             ("r.ts >= ?", since),
             ("r.ts < ?", until),
             (f"{_TRACE_STATUS} = ?", status),
-            (f"{_TRACE_COST} >= ?", min_cost),
-            (f"{_TRACE_COST} <= ?", max_cost),
+            (f"{self._cost} >= ?", min_cost),
+            (f"{self._cost} <= ?", max_cost),
         ):
             if value is not None:
                 where.append(clause)
@@ -116,7 +121,7 @@ class Query:
             " r.duration_ms, r.model, r.cost_usd, r.input_tokens, r.output_tokens, r.data,"
             " e.status AS end_status, e.duration_ms AS end_duration, e.data AS end_data"
             " FROM events r LEFT JOIN events e"
-            " ON e.trace_id = r.trace_id AND e.span_id = r.span_id AND e.kind = 'span_end'"
+            f" ON e.trace_id = r.trace_id AND e.span_id = r.span_id AND {self._k}e.kind = 'span_end'"
             f" WHERE {' AND '.join(where)} ORDER BY r.ts DESC LIMIT ? OFFSET ?"
         )
         rows = self.storage.fetch(sql, [*params, limit + 1, offset])
@@ -281,7 +286,7 @@ class Query:
         roots = self.storage.fetch(
             "SELECT COUNT(*) AS traces, SUM(CASE WHEN e.status = 'error' THEN 1 ELSE 0 END) AS failed"
             " FROM events r LEFT JOIN events e"
-            " ON e.trace_id = r.trace_id AND e.span_id = r.span_id AND e.kind = 'span_end'"
+            f" ON e.trace_id = r.trace_id AND e.span_id = r.span_id AND {self._k}e.kind = 'span_end'"
             f" WHERE {_ROOTS} AND r.ts >= ?",
             [today],
         )[0]
@@ -410,7 +415,18 @@ class Query:
                 }
             )
         items.sort(key=lambda a: float(a["ts"]), reverse=True)
-        return {"alerts": items[:limit], "total": len(items)}
+        total = len(items)
+        if len(own) >= limit or len(sdk) >= limit:  # more than one page: count them all
+            total = int(
+                self.storage.fetch("SELECT COUNT(*) AS n FROM server_alerts WHERE ts >= ?", [since])[0]["n"]
+            ) + int(
+                self.storage.fetch(
+                    "SELECT COUNT(*) AS n FROM events e WHERE e.kind = 'alert' AND e.ts >= ?"
+                    " AND NOT EXISTS (SELECT 1 FROM server_alerts s WHERE s.dedupe_key = 'event:' || e.id)",
+                    [since],
+                )[0]["n"]
+            )
+        return {"alerts": items[:limit], "total": total}
 
     # -- memory -----------------------------------------------------------
 

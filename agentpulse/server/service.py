@@ -30,6 +30,7 @@ from .storage.base import Storage, StorageError
 __all__ = ["Collector"]
 
 _PRUNE_EVERY = 3600.0
+_OPTIMIZE_EVERY = 600.0
 
 
 class Collector:
@@ -54,6 +55,7 @@ class Collector:
         self._thread: Optional[threading.Thread] = None
         self._last_alerts = 0.0
         self._last_prune = 0.0
+        self._last_optimize = 0.0
         self.pruned = 0
 
     def start(self) -> None:
@@ -92,11 +94,12 @@ class Collector:
             self._stop.wait(self.settings.maintenance_interval)
 
     def maintain_once(self, now: Optional[float] = None) -> None:
-        """One maintenance round: keys, usage, retention (hourly) and alert rules (every alert_interval)."""
+        """One round: keys, key usage, retention (hourly), planner statistics, alert rules."""
         now = time.time() if now is None else now
         for name, step in (
             ("keys", self._keys),
             ("retention", self._retention),
+            ("statistics", self._optimize),
             ("alerts", self._alert_rules),
         ):
             with capture_internal_errors(f"server.maintenance.{name}"):
@@ -118,6 +121,12 @@ class Collector:
         self.pruned += n
         if n:
             logger.info("agentpulse serve: retention removed %d rows older than %g days", n, days)
+
+    def _optimize(self, now: float) -> None:
+        if now - self._last_optimize < _OPTIMIZE_EVERY:
+            return
+        self._last_optimize = now
+        self.storage.optimize()
 
     def _alert_rules(self, now: float) -> None:
         if now - self._last_alerts < self.settings.alert_interval:

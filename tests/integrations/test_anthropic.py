@@ -236,3 +236,19 @@ def test_captured_text_is_redacted_before_it_is_queued(capture: Any, anthropic_c
     assert secret not in json.dumps(data["input"])
     assert data["input"]["system"] == "You are terse."
     assert data["output"] == "Hello from Claude"
+
+
+async def test_async_raw_and_streaming_response(ap: Any, async_anthropic_client: Any) -> None:
+    raw = await async_anthropic_client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=256, messages=MESSAGES
+    )
+    assert isinstance(raw, anthropic._response.AsyncAPIResponse)
+    message = await raw.parse()
+    assert type(message) is Message
+    async with async_anthropic_client.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=256, messages=MESSAGES
+    ) as resp:
+        assert resp.status_code == 200  # never parsed: recorded at close, without usage
+    first, second = (c["data"] for c in llm_calls(ap))
+    _assert_usage(first)
+    assert second["status"] == "success" and second["input_tokens"] is None

@@ -18,7 +18,7 @@ from openai.resources.chat.completions.completions import Completions
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
-from sdk_fakes import OPENAI_MODEL, chat_completion, llm_calls, one_call
+from sdk_fakes import OPENAI_MODEL, chat_completion, llm_calls, one_call, response_obj
 
 import agentpulse
 from agentpulse.patching import patch, unpatch
@@ -257,6 +257,17 @@ def test_responses_api(ap: Any, openai_client: Any) -> None:
     assert data["max_tokens"] == 100
     assert data["finish_reason"] == "completed"
     assert data["cost_usd"] > 0
+
+
+def test_failed_response_is_status_error(ap: Any, openai_client: Any, openai_fake: Any) -> None:
+    body = response_obj(status="failed")
+    body["error"] = {"code": "server_error", "message": "the model failed"}
+    openai_fake.fail = lambda request: httpx2.Response(200, json=body)
+    result = openai_client.responses.create(model="gpt-4.1", input="Say hi")
+    assert result.status == "failed"
+    data = one_call(ap)
+    assert data["status"] == "error"
+    assert data["error"] == {"type": "server_error", "message": "the model failed"}
 
 
 def test_responses_stream_and_helper(ap: Any, openai_client: Any) -> None:

@@ -101,7 +101,7 @@ def test_unknown_encoding_is_415(make_client: Any) -> None:
 def test_gzip_bomb_is_413_after_at_most_the_limit(make_client: Any) -> None:
     limit = 64 * 1024
     client = make_client(auth=False, max_decompressed_bytes=limit)
-    bomb = gzip.compress(b"\0" * (200 * 1024 * 1024), compresslevel=9)  # 200 MiB inflated, ~200 KiB sent
+    bomb = gzip.compress(b"\0" * (32 * 1024 * 1024), compresslevel=9)  # 32 MiB inflated, ~32 KiB sent
     assert len(bomb) < 1024 * 1024
     r = client.post("/v1/ingest", content=bomb, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 413
@@ -310,3 +310,12 @@ def test_parse_workers_validate_in_other_processes(make_client: Any) -> None:
     r = client.post("/v1/ingest", content=gz(bad), headers={"Content-Encoding": "gzip"})
     assert r.status_code == 422 and r.json()["field"] == "events[2].data.output_tokens"
     assert client.post("/v1/ingest", content=b"[1,").status_code == 400
+
+
+def test_a_big_batch_is_validated_off_the_event_loop(make_client: Any) -> None:
+    client = make_client(auth=False, parse_workers=0)
+    events = [ev("event", {"name": f"e{i}", "data": {"text": "x" * 400}}) for i in range(1500)]
+    body = json.dumps(batch(events)).encode()
+    assert len(body) > 512 * 1024
+    r = client.post("/v1/ingest", content=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    assert r.json() == {"accepted": 1500, "stored": 1500, "duplicates": 0}

@@ -254,6 +254,8 @@ def test_alerts_lists_sdk_alerts(storage: Storage, q: Query) -> None:
     )
     alerts = q.alerts()["alerts"]
     assert [a["title"] for a in alerts] == ["Budget passed", "Loop?"]
+    page = q.alerts(limit=1)
+    assert len(page["alerts"]) == 1 and page["total"] == 2
     assert alerts[0]["source"] == "sdk" and alerts[0]["delivery"] == "none"
     assert alerts[0]["details"]["trace_id"] == "t" * 32
 
@@ -338,3 +340,19 @@ def _body(events: List[Dict[str, Any]]) -> Dict[str, Any]:
     from collector_helpers import batch
 
     return batch(events)
+
+
+def test_ingest_and_query_on_each_backend(make_client: Any, store_target: str) -> None:
+    client = make_client(auth=False, store=store_target)
+    events = session_trace("backend-check", calls=2, cost=0.05) + cron_run("nightly", time.time() - 600)
+    body = _body(events)
+    assert client.post("/v1/ingest", json=body).json()["stored"] == len(events)
+    assert client.post("/v1/ingest", json=body).json()["duplicates"] == len(events)
+    (trace,) = client.get("/api/traces", params={"session": "backend-check"}).json()["traces"]
+    assert trace["llm_calls"] == 2 and trace["cost_usd"] == pytest.approx(0.1)
+    tree = client.get(f"/api/traces/{trace['trace_id']}").json()
+    assert tree["spans"][0]["children"][0]["name"] == "classify"
+    (row,) = client.get("/api/costs", params={"group_by": "day,model", "tz_offset": "-300"}).json()["rows"]
+    assert row["model"] == "gpt-4o" and row["calls"] == 2
+    assert client.get("/api/crons/nightly").json()["runs"] == 1
+    assert client.get("/api/overview").json()["calls_today"] in (0, 2)  # 0 only right after midnight

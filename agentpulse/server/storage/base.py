@@ -106,6 +106,10 @@ class Storage(abc.ABC):
         """Delete events (and collector alerts) older than ``before_ts``, in chunks; returns rows deleted."""
 
     @abc.abstractmethod
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics, if the backend needs it done (cheap, bounded)."""
+
+    @abc.abstractmethod
     def day_expr(self, column: str) -> str:
         """SQL for the day number (days since 1970-01-01) of ``column + ?`` seconds; takes one parameter."""
 

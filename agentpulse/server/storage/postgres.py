@@ -227,6 +227,10 @@ class PostgresStorage(Storage):
         total += self.execute("DELETE FROM server_alerts WHERE ts < ?", (before_ts,))
         return total
 
+    def optimize(self) -> None:
+        # PostgreSQL's autovacuum keeps the planner's statistics current.
+        return None
+
     def day_expr(self, column: str) -> str:
         return f"CAST(FLOOR(({column} + ?) / 86400) AS BIGINT)"
 

@@ -116,7 +116,7 @@ class SQLiteStorage(Storage):
                 )
                 target = latest_version(SQLITE_MIGRATIONS)
                 if self._version(conn) >= target:
-                    return self._version(conn)
+                    return self._version(conn)  # (statistics are refreshed by optimize())
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     # Read again under the write lock: another process may have migrated meanwhile.
@@ -196,6 +196,18 @@ class SQLiteStorage(Storage):
                 break
         total += self.execute("DELETE FROM server_alerts WHERE ts < ?", (before_ts,))
         return total
+
+    def optimize(self) -> None:
+        # Without statistics SQLite may scan the (kind, ts) index where the trace index or the roots
+        # index would answer at once. A sampled ANALYZE (at most 1000 rows an index) costs
+        # milliseconds whatever the size of the file.
+        with self._wlock:
+            conn = self._writer_conn()
+            try:
+                conn.execute("PRAGMA analysis_limit = 1000")
+                conn.execute("ANALYZE")
+            except sqlite3.Error as exc:
+                raise _error(exc, "analyze") from None
 
     def day_expr(self, column: str) -> str:
         # Timestamps are positive, so truncation is the floor.

@@ -12,11 +12,11 @@ os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 pytest.importorskip("crewai")
 
-from conftest import Tree
 from crewai import LLM, Agent, Crew, Process, Task
 from crewai.llms.base_llm import BaseLLM
 from crewai.tools import tool
 from fake_openai import FakeOpenAI, text, tool_call
+from fw_tree import Tree
 
 import agentpulse
 from agentpulse import frameworks

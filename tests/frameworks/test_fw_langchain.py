@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from conftest import Tree
 from fake_openai import FakeOpenAI, text
+from fw_tree import Tree
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel

@@ -21,8 +21,8 @@ from agents import (
     function_tool,
     input_guardrail,
 )
-from conftest import Tree
 from fake_openai import Turn, _responses_body, text, tool_call
+from fw_tree import Tree
 from openai import AsyncOpenAI
 
 import agentpulse

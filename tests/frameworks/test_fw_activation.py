@@ -80,9 +80,10 @@ def test_auto_patch_false_switches_every_adapter_off(capture: Capture) -> None:
 def test_install_is_idempotent_and_uninstall_clears(capture: Capture) -> None:
     pytest.importorskip("langchain_core")
     cap = capture()
-    assert frameworks.installed() == ["langchain"]
+    first = frameworks.installed()
+    assert "langchain" in first
     frameworks.install_frameworks(cap.client)
-    assert frameworks.installed() == ["langchain"]
+    assert frameworks.installed() == first
     agentpulse.shutdown()
     assert frameworks.installed() == []
     frameworks.uninstall_frameworks()  # twice: nothing to do

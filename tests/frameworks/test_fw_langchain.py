@@ -60,7 +60,7 @@ class Shelf(BaseRetriever):
 
 def test_chain_with_fake_chat_model_is_a_tree(capture: Capture) -> None:
     cap = capture()
-    assert frameworks.installed() == ["langchain"]
+    assert "langchain" in frameworks.installed()
     with agentpulse.session("ask"):
         out = fake_chain("Paris").invoke({"q": "capital of France?"})
     assert out == "Paris"
@@ -245,7 +245,7 @@ def test_switched_off_and_after_shutdown_nothing_is_recorded(capture: Capture) -
     from langchain_core.tracers.context import _configure_hooks
 
     cap = capture(patch_langchain=False)
-    assert frameworks.installed() == []
+    assert "langchain" not in frameworks.installed()
     with agentpulse.session("off"):
         fake_chain().invoke({"q": "?"})
     assert str(tree_of(cap)) == "session:off"

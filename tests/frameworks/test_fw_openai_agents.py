@@ -86,7 +86,7 @@ async def test_run_with_a_tool_call_and_a_handoff(capture: Capture) -> None:
         tool_call("get_weather", city="Madrid"), tool_call("transfer_to_spanish"), text("Hace sol en Madrid")
     )
     cap = capture()
-    assert frameworks.installed() == ["openai_agents"]
+    assert "openai_agents" in frameworks.installed()
     with agentpulse.session("support") as s:
         result = await Runner.run(build(provider), "What's the weather in Madrid?")
         assert agentpulse.current_span() is s.span
@@ -166,7 +166,7 @@ async def test_a_tripped_guardrail(capture: Capture) -> None:
 async def test_switched_off(capture: Capture) -> None:
     provider = Provider(text("hi"))
     cap = capture(patch_openai_agents=False)
-    assert frameworks.installed() == []
+    assert "openai_agents" not in frameworks.installed()
     with agentpulse.session("off"):
         await Runner.run(Agent(name="A", instructions="x", model=provider.model()), "hi")
     await provider.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
-import agentpulse
+# LiteLLM fetches its price map over the network at import unless told not to; tests are offline.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import agentpulse  # noqa: E402
 from agentpulse._internal import internal_errors
 from agentpulse.client import AgentPulse
 

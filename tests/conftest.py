@@ -11,15 +11,16 @@ import pytest
 # LiteLLM fetches its price map over the network at import unless told not to; tests are offline.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import agentpulse  # noqa: E402
+import agentpulse
 from agentpulse._internal import internal_errors
 from agentpulse.client import AgentPulse
 
 
 @pytest.fixture(autouse=True)
-def _agentpulse_clean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
+def _agentpulse_clean(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[None]:
     """Isolate each test: no AGENTPULSE_* env leaking in, local store in tmp, errors recorded."""
-    import os
 
     for key in list(os.environ):
         if key.startswith("AGENTPULSE_"):
@@ -49,7 +50,9 @@ class Captured:
         evs = self.client.exporter.events  # type: ignore[attr-defined]
         return [e for e in evs if kind is None or e["kind"] == kind]
 
-    def wait_for(self, pred: Callable[[List[Dict[str, Any]]], bool], timeout: float = 5.0) -> List[Dict[str, Any]]:
+    def wait_for(
+        self, pred: Callable[[List[Dict[str, Any]]], bool], timeout: float = 5.0
+    ) -> List[Dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             evs = self.events()

@@ -71,9 +71,7 @@ def config_reference() -> str:
     for name, field in Config.model_fields.items():
         env = f"`{ENV_PREFIX}{name.upper()}`" if name != "before_send" else "(code only)"
         desc = (field.description or "").replace("|", "\\|")
-        lines.append(
-            f"| `{name}` | {env} | `{_type_name(field.annotation)}` | {_default(name)} | {desc} |"
-        )
+        lines.append(f"| `{name}` | {env} | `{_type_name(field.annotation)}` | {_default(name)} | {desc} |")
     lines += [
         "",
         "## Example",

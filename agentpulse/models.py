@@ -25,35 +25,35 @@ from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "EVENT_KINDS",
     "WIRE_VERSION",
-    "ErrorInfo",
-    "LLMCallData",
-    "SpanStartData",
-    "SpanEndData",
-    "EventData",
-    "MetricData",
     "AlertData",
-    "ErrorData",
+    "AlertEvent",
+    "Batch",
     "CronCheckinData",
+    "CronCheckinEvent",
+    "CustomEvent",
+    "ErrorData",
+    "ErrorEvent",
+    "ErrorInfo",
+    "Event",
+    "EventData",
+    "LLMCallData",
+    "LLMCallEvent",
     "MemoryFile",
     "MemorySnapshotData",
-    "ProcessStartData",
-    "ProcessStopData",
-    "LLMCallEvent",
-    "SpanStartEvent",
-    "SpanEndEvent",
-    "CustomEvent",
-    "MetricEvent",
-    "AlertEvent",
-    "ErrorEvent",
-    "CronCheckinEvent",
     "MemorySnapshotEvent",
-    "ProcessStartEvent",
-    "ProcessStopEvent",
-    "Event",
+    "MetricData",
+    "MetricEvent",
     "ProcessInfo",
-    "Batch",
-    "EVENT_KINDS",
+    "ProcessStartData",
+    "ProcessStartEvent",
+    "ProcessStopData",
+    "ProcessStopEvent",
+    "SpanEndData",
+    "SpanEndEvent",
+    "SpanStartData",
+    "SpanStartEvent",
 ]
 
 WIRE_VERSION = 1
@@ -82,12 +82,16 @@ class LLMCallData(_Data):
     operation: str = Field("chat", description="chat, completion, responses, embedding, ...")
     model: Optional[str] = Field(None, description="The model the caller asked for.")
     response_model: Optional[str] = Field(None, description="The model the provider says answered.")
-    input_tokens: Optional[int] = Field(None, ge=0, description="All billed input, cache reads and writes included.")
+    input_tokens: Optional[int] = Field(
+        None, ge=0, description="All billed input, cache reads and writes included."
+    )
     output_tokens: Optional[int] = Field(None, ge=0, description="All output, reasoning included.")
     cache_read_tokens: Optional[int] = Field(None, ge=0)
     cache_write_tokens: Optional[int] = Field(None, ge=0)
     reasoning_tokens: Optional[int] = Field(None, ge=0)
-    usage_estimated: bool = Field(False, description="True when the provider reported no usage and tokens were estimated.")
+    usage_estimated: bool = Field(
+        False, description="True when the provider reported no usage and tokens were estimated."
+    )
     latency_ms: Optional[float] = Field(None, ge=0)
     time_to_first_token_ms: Optional[float] = Field(None, ge=0)
     cost_usd: Optional[float] = Field(None, ge=0)

@@ -113,13 +113,13 @@ class Coercer:
         limit = self.max_string_length
         walk = self._walk
         out: Dict[str, Any] = {}
-        n = 0
+        if len(items) > MAX_ITEMS:
+            self.truncated += 1
+            extra = len(items) - MAX_ITEMS
+            items = items[:MAX_ITEMS]
+        else:
+            extra = 0
         for k, v in items:
-            if n >= MAX_ITEMS:
-                self.truncated += 1
-                out["…"] = f"{len(items) - MAX_ITEMS} more keys"
-                break
-            n += 1
             if type(k) is not str:
                 self.coerced += 1
                 k = self.text(self._key(k))
@@ -133,6 +133,8 @@ class Coercer:
                 out[k] = v
             else:
                 out[k] = walk(v, seen, depth + 1)
+        if extra:
+            out["…"] = f"{extra} more keys"
         seen.discard(key)
         return out
 

@@ -2,4 +2,4 @@
 
 from .base import EncodedBatch, Exporter, ExportError
 
-__all__ = ["EncodedBatch", "Exporter", "ExportError"]
+__all__ = ["EncodedBatch", "ExportError", "Exporter"]

@@ -32,9 +32,11 @@ from __future__ import annotations
 import contextvars
 import sys
 import threading
+import time
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, List, Optional, Set, Tuple, Type, TypeVar
 
+from . import client as _client_mod
 from ._internal import capture_internal_errors, log_once, logger
 from .context import Span, _current
 
@@ -314,6 +316,161 @@ def record_llm_call(
     with capture_internal_errors("frameworks.guards"):
         client.guards.after_call(data, parent)
     client.emit("llm_call", data, span=parent, own_span_id=new_span_id(), ts=ts)
+
+
+def attr(obj: Any, name: str) -> Any:
+    """``obj.name``, or ``None`` when missing or when reading it raises (frameworks' objects vary).
+
+    Example::
+
+        attr(event, "crew_name")   # None on a version without it
+    """
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def enabled_client(adapter_on: bool) -> Optional[AgentPulse]:
+    """The running client when the adapter is on and AgentPulse is enabled, else ``None``.
+
+    Example::
+
+        client = enabled_client(self.enabled)
+        if client is None:
+            return
+    """
+    client = _client_mod._client
+    if not adapter_on or client is None or not client.enabled:
+        return None
+    return client
+
+
+class Step:
+    """One framework step on our side: a LangChain run, a CrewAI start event, an Agents SDK span.
+
+    ``parent`` is the span it was started under; ``active`` / ``span`` its own
+    span when it has one; ``current`` what it made current; ``holder`` the
+    model marker (or own span) of a model call. Adapters subclass it for what
+    their framework adds.
+
+    Example::
+
+        step = Step(live(_current.get()))
+        step.open("Researcher", "agent", {})
+        ...
+        step.exit()
+        close(step.active, None)
+    """
+
+    __slots__ = ("active", "current", "holder", "parent", "span", "t0", "ts")
+
+    def __init__(self, parent: Optional[Span]) -> None:
+        self.parent = parent
+        self.active: Optional[ActiveSpan] = None
+        self.span: Optional[Span] = None
+        self.current: Optional[Current] = None
+        self.holder: Optional[Span] = None
+        self.t0 = time.perf_counter()
+        self.ts = time.time()
+
+    def open(self, name: str, kind: str, metadata: Dict[str, Any]) -> None:
+        """Open the step's span under ``parent`` and make it current (nothing when AgentPulse is off)."""
+        self.active = open_child(self.parent, name, kind, metadata, agent=name if kind == "agent" else None)
+        if self.active is not None and self.active.span is not None:
+            self.span = self.active.span
+            self.current = Current(self.span)
+
+    def open_model(self, name: str, metadata: Dict[str, Any]) -> bool:
+        """Start a model call: a model marker under ``parent``, or at the top level a span of its own.
+
+        ``False`` when there is no parent and no span could be opened: nothing to record under.
+        """
+        if self.parent is not None:
+            self.current = Current(model_marker(self.parent, name), as_is=True)
+        else:
+            self.active = open_child(None, name, "llm", metadata)
+            if self.active is None or self.active.span is None:
+                return False
+            self.span = self.active.span
+            self.current = Current(self.span)
+        self.holder = self.current.value
+        return True
+
+    def inner_parent(self) -> Optional[Span]:
+        """Where a step started inside this one attaches: its span, else its model marker, else its parent."""
+        return live(self.span or self.holder or self.parent)
+
+    def exit(self) -> None:
+        """Restore what was current before the step (see ``Current.exit``)."""
+        if self.current is not None:
+            self.current.exit()
+
+    def end_model(
+        self, client: Optional[AgentPulse], parent: Optional[Span], build: Callable[[], Dict[str, Any]]
+    ) -> None:
+        """End a model call: record ``build()`` under ``parent`` unless a provider patch beneath did.
+
+        The marker never serves as a parent again once its call is over.
+        """
+        holder = self.holder
+        if holder is None:
+            return
+        try:
+            if client is not None and not provider_recorded(holder):
+                record_llm_call(client, parent, build(), ts=self.ts)
+        finally:
+            holder.ended = True
+
+
+S = TypeVar("S", bound=Step)
+
+
+class OpenSteps(Generic[S]):
+    """Steps started and not ended yet, by key; bounded: beyond ``limit`` the oldest is forgotten.
+
+    Example::
+
+        runs: OpenSteps[Step] = OpenSteps(10_000, "langchain.runs", "LangChain runs")
+        runs.keep(run_id, Step(None))
+        runs.pop(run_id)
+    """
+
+    def __init__(self, limit: int, log_key: str, what: str) -> None:
+        self.limit = limit
+        self.log_key = log_key
+        self.what = what
+        self._steps: Dict[Any, S] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, key: Any, step: S) -> None:
+        """Hold ``step`` under ``key`` until its end comes."""
+        with self._lock:
+            self._steps[key] = step
+            if len(self._steps) > self.limit:
+                self._steps.pop(next(iter(self._steps)))
+                log_once(self.log_key, "agentpulse: more than %d %s open", self.limit, self.what)
+
+    def get(self, key: Any) -> Optional[S]:
+        """The step under ``key``, left open."""
+        with self._lock:
+            return self._steps.get(key)
+
+    def pop(self, key: Any, latest: Optional[Callable[[S], bool]] = None) -> Optional[S]:
+        """Remove and return the step under ``key``; failing that, the most recent one ``latest`` accepts."""
+        with self._lock:
+            if key in self._steps:
+                return self._steps.pop(key)
+            if latest is not None:
+                for k in reversed(list(self._steps)):
+                    if latest(self._steps[k]):
+                        return self._steps.pop(k)
+        return None
+
+    def clear(self) -> None:
+        """Forget every open step."""
+        with self._lock:
+            self._steps.clear()
 
 
 def text(value: Any, limit: int = 200) -> str:

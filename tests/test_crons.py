@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
-from freezegun import freeze_time
+from frozen_clock import frozen
 
 import agentpulse
 from agentpulse import crons
@@ -20,24 +20,6 @@ from agentpulse.commands import crons as crons_command
 from agentpulse.commands import run as run_command
 from agentpulse.cron_store import cron_statuses, monitor_statuses
 from agentpulse.testing import Capture
-
-
-def frozen(when: str) -> Any:
-    """``freeze_time`` that leaves third-party packages alone.
-
-    freezegun rewrites time functions found in every loaded module; SDKs with lazy module
-    attributes (loaded by other tests) import themselves half-way when scanned. Only our code and
-    the standard library need the frozen clock.
-    """
-    keep = {"_pytest", "pytest", "pluggy", "freezegun"}
-    ignore = set()
-    for name, module in list(sys.modules.items()):
-        top = name.split(".")[0]
-        if top in keep or top in ignore:
-            continue
-        if "site-packages" in (getattr(module, "__file__", None) or ""):
-            ignore.add(top)
-    return freeze_time(when, ignore=sorted(ignore))
 
 
 @pytest.fixture

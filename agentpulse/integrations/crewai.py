@@ -28,28 +28,17 @@ Example::
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .. import client as _client_mod
-from .._internal import capture_internal_errors, log_once
+from .._internal import capture_internal_errors
 from ..context import Span, _current
-from ..frameworks import (
-    Current,
-    close,
-    framework_error,
-    live,
-    model_marker,
-    open_child,
-    provider_recorded,
-    record_llm_call,
-    text,
-)
+from ..frameworks import OpenSteps, Step, close, enabled_client, framework_error, live, text
+from ..frameworks import attr as _get
+from ._common import as_int
 
 if TYPE_CHECKING:
     from ..client import AgentPulse
-    from ..structure import ActiveSpan
 
 __all__ = ["install", "span_for_event", "uninstall"]
 
@@ -85,13 +74,6 @@ END_EVENTS: Dict[str, Tuple[str, bool]] = {
     "llm_call_completed": ("llm_call_started", False),
     "llm_call_failed": ("llm_call_started", True),
 }
-
-
-def _get(obj: Any, name: str) -> Any:
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
 
 
 def _str(value: Any) -> Optional[str]:
@@ -161,19 +143,13 @@ def span_for_event(event: Any, source: Any = None) -> Optional[Tuple[str, str, D
     return kind, name, md
 
 
-class _Node:
-    __slots__ = ("active", "current", "holder", "model", "parent", "span", "start_type", "t0", "ts")
+class _Node(Step):
+    __slots__ = ("model", "start_type")
 
     def __init__(self, start_type: str, parent: Optional[Span]) -> None:
+        super().__init__(parent)
         self.start_type = start_type
-        self.parent = parent
-        self.active: Optional[ActiveSpan] = None
-        self.span: Optional[Span] = None
-        self.current: Optional[Current] = None
-        self.holder: Optional[Span] = None
         self.model: Optional[str] = None
-        self.t0 = time.perf_counter()
-        self.ts = time.time()
 
 
 class CrewAIListener:
@@ -181,14 +157,10 @@ class CrewAIListener:
 
     def __init__(self) -> None:
         self.enabled = True
-        self._nodes: Dict[str, _Node] = {}
-        self._lock = threading.Lock()
+        self._nodes: OpenSteps[_Node] = OpenSteps(MAX_OPEN, "crewai.nodes", "CrewAI steps")
 
     def _client(self) -> Optional[AgentPulse]:
-        client = _client_mod._client
-        if not self.enabled or client is None or not client.enabled:
-            return None
-        return client
+        return enabled_client(self.enabled)
 
     def handle(self, source: Any, event: Any) -> None:
         """Read one emitted event (after CrewAI stamped its ids); ``source`` is what emitted it."""
@@ -208,31 +180,19 @@ class CrewAIListener:
     def _parent(self, event: Any) -> Optional[Span]:
         pid = _get(event, "parent_event_id")
         if isinstance(pid, str):
-            with self._lock:
-                node = self._nodes.get(pid)
+            node = self._nodes.get(pid)
             if node is not None:
-                return live(node.span or node.holder or node.parent)
+                return node.inner_parent()
         return live(_current.get())
 
     def _keep(self, event: Any, node: _Node) -> None:
         eid = _get(event, "event_id")
-        key = eid if isinstance(eid, str) else f"{node.start_type}:{id(event)}"
-        with self._lock:
-            self._nodes[key] = node
-            if len(self._nodes) > MAX_OPEN:
-                self._nodes.pop(next(iter(self._nodes)))
-                log_once("crewai.nodes", "agentpulse: more than %d CrewAI steps open", MAX_OPEN)
+        self._nodes.keep(eid if isinstance(eid, str) else f"{node.start_type}:{id(event)}", node)
 
     def _take(self, event: Any, start_type: str) -> Optional[_Node]:
         sid = _get(event, "started_event_id")
-        with self._lock:
-            if isinstance(sid, str) and sid in self._nodes:
-                return self._nodes.pop(sid)
-            # Versions without ``started_event_id``: the latest open step of that type.
-            for key in reversed(list(self._nodes)):
-                if self._nodes[key].start_type == start_type:
-                    return self._nodes.pop(key)
-        return None
+        # Versions without ``started_event_id``: the latest open step of that type.
+        return self._nodes.pop(sid if isinstance(sid, str) else None, lambda n: n.start_type == start_type)
 
     def _start(self, source: Any, event: Any, etype: str) -> None:
         found = span_for_event(event, source)
@@ -244,35 +204,21 @@ class CrewAIListener:
             # CrewAI runs each agent as a flow of its own: plumbing, not a step of the user's.
             self._keep(event, node)
             return
-        node.active = open_child(node.parent, name, kind, md, agent=name if kind == "agent" else None)
-        if node.active is not None and node.active.span is not None:
-            node.span = node.active.span
-            node.current = Current(node.span)
+        node.open(name, kind, md)
         self._keep(event, node)
 
     def _model_start(self, event: Any) -> None:
-        parent = self._parent(event)
-        node = _Node("llm_call_started", parent)
+        node = _Node("llm_call_started", self._parent(event))
         node.model = _str(_get(event, "model"))
-        name = node.model or "llm"
-        if parent is not None:
-            node.current = Current(model_marker(parent, name), as_is=True)
-        else:
-            node.active = open_child(None, name, "llm", {})
-            if node.active is None or node.active.span is None:
-                return
-            node.span = node.active.span
-            node.current = Current(node.span)
-        node.holder = node.current.value
-        self._keep(event, node)
+        if node.open_model(node.model or "llm", {}):
+            self._keep(event, node)
 
     def _end(self, client: AgentPulse, event: Any, etype: str) -> None:
         start_type, failed = END_EVENTS[etype]
         node = self._take(event, start_type)
         if node is None:
             return
-        if node.current is not None:
-            node.current.exit()
+        node.exit()
         error: Optional[BaseException] = None
         if failed:
             err = _get(event, "error")
@@ -283,13 +229,7 @@ class CrewAIListener:
             error = framework_error(
                 "ToolFailure", str(_get(_get(event, "failure"), "message") or "tool failed")
             )
-        if node.holder is not None:
-            try:
-                if not provider_recorded(node.holder):
-                    data = _llm_data(event, node, error)
-                    record_llm_call(client, node.span or node.parent, data, ts=node.ts)
-            finally:
-                node.holder.ended = True  # never a parent once its call is over
+        node.end_model(client, node.span or node.parent, lambda: _llm_data(event, node, error))
         if node.active is not None:
             if etype == "tool_usage_finished" and _get(event, "from_cache") is True:
                 node.active.set_metadata(from_cache=True)
@@ -314,8 +254,8 @@ def _usage(usage: Any) -> Dict[str, Any]:
 
     def count(*keys: str) -> Optional[int]:
         for k in keys:
-            v = usage.get(k)
-            if type(v) is int and v >= 0:
+            v = as_int(usage.get(k))
+            if v is not None:
                 return v
         return None
 
@@ -416,8 +356,7 @@ def uninstall() -> None:
     """Stop following the event bus and restore its ``emit``."""
     if _listener is not None:
         _listener.enabled = False
-        with _listener._lock:
-            _listener._nodes.clear()
+        _listener._nodes.clear()
     while _patched:
         cls, attr, original = _patched.pop()
         if getattr(cls.__dict__.get(attr), "__agentpulse__", False):

@@ -30,32 +30,22 @@ Example::
 from __future__ import annotations
 
 import contextvars
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from .. import client as _client_mod
-from .._internal import capture_internal_errors, log_once
+from .._internal import capture_internal_errors
 from ..context import Span, _current
-from ..frameworks import (
-    Current,
-    close,
-    live,
-    model_marker,
-    open_child,
-    provider_recorded,
-    record_llm_call,
-)
+from ..frameworks import OpenSteps, Step, close, enabled_client, live
+from ._common import as_int
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.outputs import LLMResult
 
     from ..client import AgentPulse
-    from ..structure import ActiveSpan
 
 __all__ = ["AgentPulseCallbackHandler", "install", "uninstall"]
 
@@ -67,31 +57,14 @@ _CONTROL_FLOW = frozenset({"GraphInterrupt", "NodeInterrupt", "ParentCommand", "
 _AGENT_CLASSES = frozenset({"AgentExecutor"})
 
 
-class _Run:
+class _Run(Step):
     """What one LangChain run is on our side."""
 
-    __slots__ = (
-        "active",
-        "current",
-        "first_token_at",
-        "holder",
-        "parent",
-        "request",
-        "span",
-        "streamed",
-        "t0",
-        "ts",
-    )
+    __slots__ = ("first_token_at", "request", "streamed")
 
     def __init__(self, parent: Optional[Span]) -> None:
-        self.parent = parent  # where the run's children go when it has no span of its own
-        self.active: Optional[ActiveSpan] = None
-        self.span: Optional[Span] = None
-        self.current: Optional[Current] = None
-        self.holder: Optional[Span] = None  # model runs: what was current; counts provider calls
+        super().__init__(parent)  # parent: where the run's children go when it has no span of its own
         self.request: Dict[str, Any] = {}
-        self.t0 = time.perf_counter()
-        self.ts = time.time()
         self.first_token_at: Optional[float] = None
         self.streamed = False
 
@@ -119,35 +92,19 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
     def __init__(self) -> None:
         super().__init__()
         self.enabled = True
-        self._runs: Dict[UUID, _Run] = {}
-        self._lock = threading.Lock()
+        self._runs: OpenSteps[_Run] = OpenSteps(MAX_OPEN_RUNS, "langchain.runs", "LangChain runs")
 
     # -- bookkeeping ---------------------------------------------------------------
 
     def _client(self) -> Optional[AgentPulse]:
-        client = _client_mod._client
-        if not self.enabled or client is None or not client.enabled:
-            return None
-        return client
+        return enabled_client(self.enabled)
 
     def _parent(self, parent_run_id: Optional[UUID]) -> Optional[Span]:
         if parent_run_id is not None:
-            with self._lock:
-                run = self._runs.get(parent_run_id)
+            run = self._runs.get(parent_run_id)
             if run is not None:
                 return live(run.children_parent)
         return live(_current.get())
-
-    def _keep(self, run_id: UUID, run: _Run) -> None:
-        with self._lock:
-            self._runs[run_id] = run
-            if len(self._runs) > MAX_OPEN_RUNS:
-                self._runs.pop(next(iter(self._runs)))
-                log_once("langchain.runs", "agentpulse: more than %d LangChain runs open", MAX_OPEN_RUNS)
-
-    def _take(self, run_id: UUID) -> Optional[_Run]:
-        with self._lock:
-            return self._runs.pop(run_id, None)
 
     def _open(
         self,
@@ -164,26 +121,22 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
         parent = self._parent(parent_run_id)
         run = _Run(parent)
         if tags and _HIDDEN_TAG in tags:
-            self._keep(run_id, run)
+            self._runs.keep(run_id, run)
             return
         if client.config.capture_messages and captured_input is not None:
             from ..recorder import recorder_for
 
             metadata["input"] = recorder_for(client).captured(captured_input)
-        run.active = open_child(parent, name, kind, metadata, agent=name if kind == "agent" else None)
-        if run.active is not None and run.active.span is not None:
-            run.span = run.active.span
-            run.current = Current(run.span)
-        self._keep(run_id, run)
+        run.open(name, kind, metadata)
+        self._runs.keep(run_id, run)
 
     def _close(
         self, run_id: UUID, error: Optional[BaseException], output: Any = None, **extra: Any
     ) -> Optional[_Run]:
-        run = self._take(run_id)
+        run = self._runs.pop(run_id)
         if run is None:
             return None
-        if run.current is not None:
-            run.current.exit()
+        run.exit()
         active = run.active
         if active is None:
             return run
@@ -240,8 +193,7 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
         if client is None:
             return
         with capture_internal_errors("langchain.note"):
-            with self._lock:
-                run = self._runs.get(run_id)
+            run = self._runs.get(run_id)
             if run is not None and run.span is not None and not run.span.ended:
                 client.emit("event", {"name": name, "data": data, "type": "langchain"}, run.span)
 
@@ -370,22 +322,12 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
         name = _run_name(serialized, kwargs, "model")
         run.request = _model_request(name, operation, metadata, kwargs.get("invocation_params"))
         run.request["input"] = prompt
-        if parent is not None:
-            run.current = Current(model_marker(parent, name), as_is=True)
-        else:
-            # No span to nest under: the model run gets a span of its own.
-            run.active = open_child(None, name, "llm", {"provider": run.request.get("provider")})
-            if run.active is None or run.active.span is None:
-                self._keep(run_id, run)
-                return
-            run.span = run.active.span
-            run.current = Current(run.span)
-        run.holder = run.current.value
-        self._keep(run_id, run)
+        # Under a model marker; with no span to nest under, a span of its own.
+        run.open_model(name, {"provider": run.request.get("provider")})
+        self._runs.keep(run_id, run)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            run = self._runs.get(run_id)
+        run = self._runs.get(run_id)
         if run is not None:
             run.streamed = True
             if run.first_token_at is None:
@@ -400,36 +342,35 @@ class AgentPulseCallbackHandler(BaseCallbackHandler):
             self._model_end(run_id, None, error)
 
     def _model_end(self, run_id: UUID, response: Optional[LLMResult], error: Optional[BaseException]) -> None:
-        run = self._take(run_id)
+        run = self._runs.pop(run_id)
         if run is None:
             return
-        if run.current is not None:
-            run.current.exit()
-        holder = run.holder
-        client = self._client()
+        run.exit()
         try:
-            if client is None or holder is None or provider_recorded(holder):
-                return
-            data = dict(run.request)
-            data["latency_ms"] = (time.perf_counter() - run.t0) * 1000.0
-            if run.first_token_at is not None:
-                data["time_to_first_token_ms"] = (run.first_token_at - run.t0) * 1000.0
-            if run.streamed:
-                data["streaming"] = True
-            if response is not None:
-                data.update(_response_fields(response))
-                data["status"] = "success"
-            if error is not None:
-                from ..recorder import error_info, status_of
-
-                data["status"] = status_of(error)
-                data["error"] = error_info(error)
-            _estimate_usage(data)
-            record_llm_call(client, holder if run.span is not None else run.parent, data, ts=run.ts)
+            target = run.holder if run.span is not None else run.parent
+            run.end_model(self._client(), target, lambda: _model_data(run, response, error))
         finally:
-            if holder is not None:
-                holder.ended = True  # never a parent once its call is over
             close(run.active, error)
+
+
+def _model_data(run: _Run, response: Optional[LLMResult], error: Optional[BaseException]) -> Dict[str, Any]:
+    """The ``llm_call`` of a model run no provider patch recorded."""
+    data = dict(run.request)
+    data["latency_ms"] = (time.perf_counter() - run.t0) * 1000.0
+    if run.first_token_at is not None:
+        data["time_to_first_token_ms"] = (run.first_token_at - run.t0) * 1000.0
+    if run.streamed:
+        data["streaming"] = True
+    if response is not None:
+        data.update(_response_fields(response))
+        data["status"] = "success"
+    if error is not None:
+        from ..recorder import error_info, status_of
+
+        data["status"] = status_of(error)
+        data["error"] = error_info(error)
+    _estimate_usage(data)
+    return data
 
 
 # -- pure helpers ---------------------------------------------------------------------
@@ -501,10 +442,6 @@ def _message_dict(message: Any) -> Dict[str, Any]:
     return {"role": getattr(message, "type", "unknown"), "content": getattr(message, "content", None)}
 
 
-def _int(value: Any) -> Optional[int]:
-    return value if type(value) is int and value >= 0 else None
-
-
 def _response_fields(response: LLMResult) -> Dict[str, Any]:
     """Usage, model, finish reason, tool calls and text of a model run's result."""
     out: Dict[str, Any] = {}
@@ -513,21 +450,21 @@ def _response_fields(response: LLMResult) -> Dict[str, Any]:
     message = getattr(gen, "message", None)
     usage = getattr(message, "usage_metadata", None)
     if isinstance(usage, Mapping):
-        out["input_tokens"] = _int(usage.get("input_tokens"))
-        out["output_tokens"] = _int(usage.get("output_tokens"))
+        out["input_tokens"] = as_int(usage.get("input_tokens"))
+        out["output_tokens"] = as_int(usage.get("output_tokens"))
         details = usage.get("input_token_details")
         if isinstance(details, Mapping):
-            out["cache_read_tokens"] = _int(details.get("cache_read"))
-            out["cache_write_tokens"] = _int(details.get("cache_creation"))
+            out["cache_read_tokens"] = as_int(details.get("cache_read"))
+            out["cache_write_tokens"] = as_int(details.get("cache_creation"))
         details = usage.get("output_token_details")
         if isinstance(details, Mapping):
-            out["reasoning_tokens"] = _int(details.get("reasoning"))
+            out["reasoning_tokens"] = as_int(details.get("reasoning"))
     else:
         llm_output = response.llm_output if isinstance(response.llm_output, Mapping) else {}
         tu = llm_output.get("token_usage") or llm_output.get("usage")
         if isinstance(tu, Mapping):
-            out["input_tokens"] = _int(tu.get("prompt_tokens", tu.get("input_tokens")))
-            out["output_tokens"] = _int(tu.get("completion_tokens", tu.get("output_tokens")))
+            out["input_tokens"] = as_int(tu.get("prompt_tokens", tu.get("input_tokens")))
+            out["output_tokens"] = as_int(tu.get("completion_tokens", tu.get("output_tokens")))
     meta = getattr(message, "response_metadata", None)
     meta = meta if isinstance(meta, Mapping) else {}
     info = getattr(gen, "generation_info", None)
@@ -595,8 +532,7 @@ def uninstall() -> None:
     if handler is None:
         return
     handler.enabled = False
-    with handler._lock:
-        handler._runs.clear()
+    handler._runs.clear()
     from langchain_core.tracers.context import _configure_hooks
 
     _configure_hooks[:] = [entry for entry in _configure_hooks if entry[0] is not var]

@@ -29,32 +29,22 @@ Example::
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 from agents.tracing import TracingProcessor  # type: ignore[import-not-found, unused-ignore]
 
-from .. import client as _client_mod
-from .._internal import capture_internal_errors, log_once
+from .._internal import capture_internal_errors
 from ..context import Span, _current
-from ..frameworks import (
-    Current,
-    close,
-    framework_error,
-    live,
-    model_marker,
-    open_child,
-    provider_recorded,
-    record_llm_call,
-)
+from ..frameworks import OpenSteps, Step, close, enabled_client, framework_error, live, open_child
+from ..frameworks import attr as _get
+from ._common import as_int
 
 if TYPE_CHECKING:
     from agents.tracing import Span as SdkSpan  # type: ignore[import-not-found, unused-ignore]
     from agents.tracing import Trace as SdkTrace  # type: ignore[import-not-found, unused-ignore]
 
     from ..client import AgentPulse
-    from ..structure import ActiveSpan
 
 __all__ = ["AgentPulseProcessor", "install", "span_for", "uninstall"]
 
@@ -75,13 +65,6 @@ KINDS: Dict[str, str] = {
     "speech": "speech",
     "speech_group": "speech",
 }
-
-
-def _get(obj: Any, name: str) -> Any:
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
 
 
 def span_for(data: Any) -> Tuple[str, str, Dict[str, Any]]:
@@ -121,19 +104,13 @@ def span_for(data: Any) -> Tuple[str, str, Dict[str, Any]]:
     return kind, name, md
 
 
-class _Node:
-    __slots__ = ("active", "current", "holder", "kind", "parent", "span", "stype", "t0", "ts")
+class _Node(Step):
+    __slots__ = ("kind", "stype")
 
     def __init__(self, stype: str, parent: Optional[Span]) -> None:
+        super().__init__(parent)
         self.stype = stype
         self.kind = KINDS.get(stype, stype)
-        self.parent = parent
-        self.active: Optional[ActiveSpan] = None
-        self.span: Optional[Span] = None
-        self.current: Optional[Current] = None
-        self.holder: Optional[Span] = None
-        self.t0 = time.perf_counter()
-        self.ts = time.time()
 
 
 class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore]
@@ -142,33 +119,16 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
     def __init__(self) -> None:
         self.enabled = True
         self._added = False
-        self._nodes: Dict[str, _Node] = {}
-        self._lock = threading.Lock()
+        self._nodes: OpenSteps[_Node] = OpenSteps(MAX_OPEN, "openai_agents.nodes", "Agents SDK spans")
 
     def _client(self) -> Optional[AgentPulse]:
-        client = _client_mod._client
-        if not self.enabled or client is None or not client.enabled:
-            return None
-        return client
-
-    def _keep(self, key: str, node: _Node) -> None:
-        with self._lock:
-            self._nodes[key] = node
-            if len(self._nodes) > MAX_OPEN:
-                self._nodes.pop(next(iter(self._nodes)))
-                log_once("openai_agents.nodes", "agentpulse: more than %d Agents SDK spans open", MAX_OPEN)
+        return enabled_client(self.enabled)
 
     def _node(self, key: Optional[str]) -> Optional[_Node]:
-        if not isinstance(key, str):
-            return None
-        with self._lock:
-            return self._nodes.get(key)
+        return self._nodes.get(key) if isinstance(key, str) else None
 
     def _take(self, key: Any) -> Optional[_Node]:
-        if not isinstance(key, str):
-            return None
-        with self._lock:
-            return self._nodes.pop(key, None)
+        return self._nodes.pop(key) if isinstance(key, str) else None
 
     # -- traces --------------------------------------------------------------------
 
@@ -186,7 +146,7 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
             node.active = open_child(parent, trace.name or "workflow", "workflow", md)
             if node.active is not None:
                 node.span = node.active.span
-            self._keep("trace:" + trace.trace_id, node)
+            self._nodes.keep("trace:" + trace.trace_id, node)
 
     def on_trace_end(self, trace: SdkTrace) -> None:
         with capture_internal_errors("openai_agents.trace_end"):
@@ -209,30 +169,18 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
             elif stype not in _TRANSPARENT and stype != "handoff":
                 # (a handoff is opened when it ends: its target is known only then)
                 kind, name, md = span_for(data)
-                node.active = open_child(node.parent, name, kind, md, agent=name if kind == "agent" else None)
-                if node.active is not None and node.active.span is not None:
-                    node.span = node.active.span
-                    node.current = Current(node.span)
-            self._keep(span.span_id, node)
+                node.open(name, kind, md)
+            self._nodes.keep(span.span_id, node)
 
     def _parent(self, span: SdkSpan[Any]) -> Optional[Span]:
         node = self._node(span.parent_id) or self._node("trace:" + span.trace_id)
         if node is not None:
-            return live(node.span or node.holder or node.parent)
+            return node.inner_parent()
         return live(_current.get())
 
     def _model_start(self, node: _Node, data: Any) -> None:
         model = _get(data, "model")
-        name = model if isinstance(model, str) and model else "model"
-        if node.parent is not None:
-            node.current = Current(model_marker(node.parent, name), as_is=True)
-        else:
-            node.active = open_child(None, name, "llm", {})
-            if node.active is None or node.active.span is None:
-                return
-            node.span = node.active.span
-            node.current = Current(node.span)
-        node.holder = node.current.value
+        node.open_model(model if isinstance(model, str) and model else "model", {})
 
     def on_span_end(self, span: SdkSpan[Any]) -> None:
         client = self._client()
@@ -240,8 +188,7 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
             node = self._take(span.span_id)
             if node is None:
                 return
-            if node.current is not None:
-                node.current.exit()
+            node.exit()
             data = span.span_data
             error: Optional[BaseException] = None
             err = span.error
@@ -249,12 +196,7 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
                 message = err.get("message") if isinstance(err, Mapping) else str(err)
                 error = framework_error(None, str(message or "error"))
             if node.holder is not None:
-                try:
-                    if client is not None and not provider_recorded(node.holder):
-                        fields = _model_fields(data, node, error)
-                        record_llm_call(client, node.span or node.parent, fields, ts=node.ts)
-                finally:
-                    node.holder.ended = True  # never a parent once its call is over
+                node.end_model(client, node.span or node.parent, lambda: _model_fields(data, node, error))
                 close(node.active, error)
                 return
             if node.stype == "handoff" and client is not None:
@@ -281,10 +223,6 @@ class AgentPulseProcessor(TracingProcessor):  # type: ignore[misc, unused-ignore
 
     def force_flush(self) -> None:
         """Nothing to flush: events are already queued for AgentPulse's reporter."""
-
-
-def _int(value: Any) -> Optional[int]:
-    return value if type(value) is int and value >= 0 else None
 
 
 def _model_fields(data: Any, node: _Node, error: Optional[BaseException]) -> Dict[str, Any]:
@@ -315,14 +253,14 @@ def _model_fields(data: Any, node: _Node, error: Optional[BaseException]) -> Dic
         dump = _get(usage, "model_dump")
         usage = dump() if callable(dump) else None
     if isinstance(usage, Mapping):
-        out["input_tokens"] = _int(usage.get("input_tokens", usage.get("prompt_tokens")))
-        out["output_tokens"] = _int(usage.get("output_tokens", usage.get("completion_tokens")))
+        out["input_tokens"] = as_int(usage.get("input_tokens", usage.get("prompt_tokens")))
+        out["output_tokens"] = as_int(usage.get("output_tokens", usage.get("completion_tokens")))
         details = usage.get("input_tokens_details")
         if isinstance(details, Mapping):
-            out["cache_read_tokens"] = _int(details.get("cached_tokens"))
+            out["cache_read_tokens"] = as_int(details.get("cached_tokens"))
         details = usage.get("output_tokens_details")
         if isinstance(details, Mapping):
-            out["reasoning_tokens"] = _int(details.get("reasoning_tokens"))
+            out["reasoning_tokens"] = as_int(details.get("reasoning_tokens"))
     out["input"] = _get(data, "input")
     out["output"] = _get(data, "output")
     return {k: v for k, v in out.items() if v is not None}
@@ -369,5 +307,4 @@ def uninstall() -> None:
     """Switch the processor off; spans still open are forgotten."""
     if _processor is not None:
         _processor.enabled = False
-        with _processor._lock:
-            _processor._nodes.clear()
+        _processor._nodes.clear()

@@ -11,7 +11,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ._version import __version__
 from .client import AgentPulse, get_client
@@ -40,6 +40,7 @@ __all__ = [
     "init",
     "memory_report",
     "metric",
+    "patch",
     "session",
     "set_metadata",
     "set_user",
@@ -47,6 +48,7 @@ __all__ = [
     "stats",
     "task",
     "trace",
+    "unpatch",
 ]
 
 
@@ -112,3 +114,32 @@ def alert(title: str, severity: str = "warning", details: Optional[Dict[str, Any
     client = get_client()
     if client is not None:
         client.alert(title, severity, details)
+
+
+def patch(library: Optional[str] = None) -> List[str]:
+    """Instrument ``library`` (or every library with an integration) now; returns what was patched.
+
+    ``init()`` already patches every installed library; use this after
+    ``init(auto_patch=False)`` or after ``unpatch()``. Raises ``ValueError`` for
+    a library with no integration.
+
+    Example::
+
+        agentpulse.init(auto_patch=False)
+        agentpulse.patch("anthropic")
+    """
+    from .patching import patch as _patch
+
+    return _patch(library)
+
+
+def unpatch(library: Optional[str] = None) -> List[str]:
+    """Restore the original methods of ``library`` (or of everything); returns the targets restored.
+
+    Example::
+
+        agentpulse.unpatch("openai")   # OpenAI calls are no longer recorded
+    """
+    from .patching import unpatch as _unpatch
+
+    return _unpatch(library)

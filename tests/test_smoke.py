@@ -6,3 +6,15 @@ def test_event_roundtrip(ap):
         agentpulse.event("hello", {"x": 1})
     kinds = [e["kind"] for e in ap.events()]
     assert kinds == ["process_start", "span_start", "event", "span_end"]
+
+
+def test_patch_and_unpatch_are_public(ap):
+    import openai.resources.chat.completions.completions as mod
+
+    from agentpulse.patching.engine import is_patched
+
+    assert is_patched(mod.Completions, "create")
+    restored = agentpulse.unpatch("openai")
+    assert restored and not is_patched(mod.Completions, "create")
+    assert "openai" in agentpulse.patch("openai")
+    assert is_patched(mod.Completions, "create")

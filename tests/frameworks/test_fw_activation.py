@@ -95,3 +95,24 @@ def test_framework_errors_carry_the_framework_type_name() -> None:
     assert type(err).__name__ == "TaskFailed" and str(err) == "no answer"
     assert isinstance(err, frameworks.FrameworkError)
     assert type(frameworks.framework_error("not an identifier!", "x")) is frameworks.FrameworkError
+
+
+LATE_ADAPTER = """
+import json, agentpulse
+from agentpulse import frameworks
+agentpulse.init(exporter='memory')
+before = frameworks.installed()
+import {module}
+print(json.dumps({{"before": before, "after": frameworks.installed()}}))
+agentpulse.shutdown()
+"""
+
+
+@pytest.mark.parametrize(("module", "adapter"), [("agents", "openai_agents"), ("crewai", "crewai")])
+def test_agents_sdk_and_crewai_imported_after_init_are_covered(
+    tmp_path: Path, module: str, adapter: str
+) -> None:
+    pytest.importorskip(module)
+    got = _python(LATE_ADAPTER.format(module=module), AGENTPULSE_LOCAL_PATH=str(tmp_path / "ap.db"))
+    assert adapter not in got["before"]
+    assert adapter in got["after"]

@@ -316,6 +316,7 @@ def shutdown(timeout: Optional[float] = None) -> bool:
 
         hooks.uninstall()
         uninstall_thread_propagation()
+    set_debug(False)
     return ok
 
 

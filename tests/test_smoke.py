@@ -18,3 +18,22 @@ def test_patch_and_unpatch_are_public(ap):
     assert restored and not is_patched(mod.Completions, "create")
     assert "openai" in agentpulse.patch("openai")
     assert is_patched(mod.Completions, "create")
+
+
+def test_debug_true_prints_the_sdk_debug_lines_to_stderr(capture, capfd):
+    capture(debug=True)
+    err = capfd.readouterr().err
+    assert "agentpulse DEBUG" in err and "started" in err
+
+
+def test_propagate_context_false_leaves_threads_alone(capture):
+    import threading
+
+    cap = capture(propagate_context=False)
+    seen = []
+    with agentpulse.session("s"):
+        t = threading.Thread(target=lambda: seen.append(agentpulse.current_span()))
+        t.start()
+        t.join()
+    assert seen == [None]
+    assert cap.events("span_end")

@@ -1,8 +1,10 @@
 """Budget and loop guards: stop a runaway agent before it burns the night's money.
 
-Every LLM call passes through ``Guards.before_call`` (on the caller's thread,
-before the request leaves) and ``Guards.after_call`` (with the finished
-``llm_call`` data, cost included).
+Every LLM call passes through ``Guards.before_call`` and ``Guards.after_call``
+(with the finished ``llm_call`` data, cost included). With a budget and
+``on_budget_exceeded="raise"`` they run on the caller's thread, before the
+request leaves and as it returns; otherwise both run when the recorder settles
+the call, usually on the reporter's worker (``totals()`` settles first).
 
 * ``budget_usd_per_hour``: spend of the last 60 minutes (a rolling window).
 * ``budget_usd_per_session``: spend of one session (the nearest enclosing
@@ -109,6 +111,14 @@ def _scope_span(span: Optional[Span]) -> Optional[Span]:
     return None
 
 
+def _settle_llm_calls() -> None:
+    # Finished LLM calls reach after_call when the reporter's worker settles them; a reader
+    # of the totals settles the waiting ones first, so none is missing.
+    from .recorder import settle
+
+    settle()
+
+
 def _money(value: Any) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -213,6 +223,7 @@ class Guards:
 
     def totals(self, span: Span) -> Optional[Tuple[float, int]]:
         """``(cost_usd, llm_calls)`` counted against ``span`` when it owns a budget scope, else ``None``."""
+        _settle_llm_calls()
         with self._lock:
             scope = self._scopes.get(span)
             if scope is None:
@@ -221,6 +232,7 @@ class Guards:
 
     def hour_spent(self) -> float:
         """LLM spend of the last hour, in USD."""
+        _settle_llm_calls()
         with self._lock:
             return self._hour_spent(time.time())
 

@@ -1,14 +1,33 @@
 """Turns one LLM call, as the extractors read it, into an ``llm_call`` event.
 
-The patch engine makes one ``LLMCall`` per call: ``begin()`` reads the request
-and runs the budget / loop guards on the caller's thread before the request
-leaves; ``succeed()`` / ``fail()`` / ``finish()`` add the response fields,
-latency, time to first token, status, error and cost, then queue the event.
-Only plain dicts are built here: validation and serialisation happen on the
-reporter's worker thread.
+The patch engine makes one ``LLMCall`` per call. On the caller's thread it reads
+what can change or go away once the call returns — the request
+(``extract_request``, the prompt hash for the loop detector), the response
+(``extract_response``), each stream chunk (``StreamState.record``) — times the
+call, and queues a three-key event that points back at the call. The SDK's
+objects are never held past the call: keeping them alive costs the caller's
+program more (its allocator can no longer reuse that memory while it is still
+in the CPU caches) than reading them does.
 
-A call finishes exactly once; a second ``finish`` is a no-op. Nothing here
-raises into the user's program except ``BudgetExceeded`` from ``begin()``.
+The rest waits until the call is *settled*: the stream's ``result()`` (token
+estimates), cost, the guards' bookkeeping (loop detector, budgets) and the
+event's span fields. That happens on the reporter's worker
+thread, just before the event is validated (``Reporter`` runs the event's
+``finalize``).
+
+Some settings need the whole event on the caller's thread, and get it there:
+a budget with ``on_budget_exceeded="raise"`` (the guards must see the cost
+before the next call may leave), ``capture_messages=True`` (captured text is
+snapshotted and redacted before anything is queued) and ``before_send`` (the
+hook sees complete events).
+
+``settle()`` completes every call still waiting, on the thread that asks: the
+guards call it before reading their totals (a session's cost at its end), and
+``flush()`` / ``shutdown()`` through ``drain_deferred()``.
+
+A call finishes exactly once and settles exactly once; a second ``finish`` is a
+no-op. Nothing here raises into the user's program except ``BudgetExceeded``
+from ``begin()``.
 
 Example::
 
@@ -24,12 +43,14 @@ from __future__ import annotations
 import collections
 import contextvars
 import gc
+import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Optional, Tuple
 
 from ._coerce import TRUNCATION_MARKER
 from ._internal import internal_errors
-from .context import Span, _current, new_span_id
+from .context import _current, new_span_id
 from .guards import BudgetExceeded
 
 if TYPE_CHECKING:
@@ -38,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IN_CALL",
+    "CallPlan",
     "LLMCall",
     "Recorder",
     "begin",
@@ -45,6 +67,7 @@ __all__ = [
     "error_info",
     "finish_from_finalizer",
     "recorder_for",
+    "settle",
     "status_of",
 ]
 
@@ -56,11 +79,17 @@ _perf = time.perf_counter
 _now = time.time
 _MAX_ERROR_MESSAGE = 2000
 _MAX_DEPTH = 12
+# Calls waiting to be settled before the caller settles the oldest itself (a stalled worker
+# must not hold an unbounded number of responses alive).
+_MAX_UNSETTLED = 10_000
 _UNSET: Any = object()
 
 
 class Recorder:
     """Per-client settings the calls need, read once: capture, limits, price overrides.
+
+    ``sync`` is True when every call must be completed on the caller's thread
+    (see the module docstring); otherwise calls are settled on the worker.
 
     Example::
 
@@ -68,7 +97,17 @@ class Recorder:
         rec.captured({"role": "user", "content": "hi"})
     """
 
-    __slots__ = ("_prices", "capture", "client", "guards", "max_len", "overrides", "redact")
+    __slots__ = (
+        "_prices",
+        "capture",
+        "client",
+        "enqueue",
+        "guards",
+        "max_len",
+        "overrides",
+        "redact",
+        "sync",
+    )
 
     def __init__(self, client: AgentPulse) -> None:
         self.client = client
@@ -77,6 +116,11 @@ class Recorder:
         self.max_len = int(cfg.max_string_length)
         self.guards = client.guards
         self.redact = client.redact
+        self.enqueue = client.reporter.enqueue
+        raising_budget = cfg.on_budget_exceeded == "raise" and (
+            cfg.budget_usd_per_hour is not None or cfg.budget_usd_per_session is not None
+        )
+        self.sync = self.capture or cfg.before_send is not None or raising_budget
         self.overrides: Dict[str, Any] = {}
         self._prices: Dict[Any, Any] = {}
         if cfg.cost_table_override is not None:
@@ -225,7 +269,16 @@ def finish_from_finalizer(finish: Callable[[], None]) -> None:
 
 
 def drain_deferred() -> None:
-    """Run the finishes that garbage collection deferred. Cheap when there are none; never raises."""
+    """Run the finishes garbage collection deferred, then settle every finished call.
+
+    ``flush()`` and ``shutdown()`` call it: what they wait for is then complete.
+    Cheap when nothing waits; never raises.
+    """
+    _run_deferred()
+    settle()
+
+
+def _run_deferred() -> None:
     while _deferred:
         try:
             fn = _deferred.popleft()
@@ -235,6 +288,60 @@ def drain_deferred() -> None:
             fn()
         except Exception as exc:
             internal_errors.note("recorder.deferred", exc)
+
+
+# -- settling: the part of a call that waits for the worker ------------------------------
+#
+# Finished calls wait here, in the order they finished, until the worker reaches their
+# event or a reader of the guards' totals asks. Only a holder of the lock takes calls out,
+# so a call is settled once, and a thread that finds its call gone waits on the lock until
+# whoever took it has finished it.
+
+_unsettled: Deque[LLMCall] = collections.deque()
+_settle_lock = threading.RLock()
+
+
+def settle() -> None:
+    """Complete every finished LLM call still waiting for the reporter's worker, here and now.
+
+    Cheap when none waits; never raises. The guards call it before reading their
+    totals, so a session's cost includes its last call.
+
+    Example::
+
+        settle()
+        client.guards.totals(span)   # every call finished so far is counted
+    """
+    if _unsettled:
+        with _settle_lock:
+            _settle_waiting()
+
+
+def _settle_waiting() -> None:
+    # Lock held.
+    while _unsettled:
+        try:
+            call = _unsettled.popleft()
+        except IndexError:
+            return
+        call._settle()
+
+
+def _settle_oldest() -> None:
+    with _settle_lock:
+        if _unsettled:
+            _unsettled.popleft()._settle()
+
+
+def _after_fork_in_child() -> None:
+    # The parent's calls are the parent's to report; the lock may have been held at fork().
+    global _settle_lock
+    _settle_lock = threading.RLock()
+    _unsettled.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _recorder: Optional[Recorder] = None
@@ -269,6 +376,44 @@ def status_of(exc: BaseException) -> str:
     return "error" if isinstance(exc, Exception) else "cancelled"
 
 
+class CallPlan:
+    """The fields of a ``PatchSpec`` a call reads, copied once per patched target.
+
+    A ``PatchSpec`` is a pydantic model: reading its attributes costs several
+    times a slot read, and a call reads a dozen of them.
+
+    Example::
+
+        plan = CallPlan(spec)
+        call = LLMCall(client, plan, instance, args, kwargs, streaming=False)
+    """
+
+    __slots__ = (
+        "extract_input",
+        "extract_instance",
+        "extract_output",
+        "extract_request",
+        "extract_response",
+        "operation",
+        "prompt_hash",
+        "provider",
+        "spec",
+        "stream_state",
+    )
+
+    def __init__(self, spec: PatchSpec) -> None:
+        self.spec = spec
+        self.provider = spec.provider
+        self.operation = spec.operation
+        self.extract_request = spec.extract_request
+        self.prompt_hash = spec.prompt_hash
+        self.extract_input = spec.extract_input
+        self.extract_instance = spec.extract_instance
+        self.extract_response = spec.extract_response
+        self.extract_output = spec.extract_output
+        self.stream_state = spec.stream_state
+
+
 def begin(
     client: AgentPulse,
     spec: PatchSpec,
@@ -277,72 +422,109 @@ def begin(
     kwargs: Dict[str, Any],
     streaming: bool,
 ) -> LLMCall:
-    """Read the request, run the guards and start the clock; the call is finished later.
+    """Read the request, run the guards that must run first, and start the clock.
 
-    Raises ``BudgetExceeded`` when a guard stops the call; nothing else.
+    The same as ``LLMCall(client, CallPlan(spec), ...)``. Raises ``BudgetExceeded`` when a
+    guard stops the call; nothing else.
     """
-    if _deferred:
-        drain_deferred()
-    rec = _recorder
-    if rec is None or rec.client is not client:
-        rec = recorder_for(client)
-    span = _current.get()
-    data: Dict[str, Any] = {"provider": spec.provider, "operation": spec.operation}
-    phash: Optional[str] = None
-    state: Optional[StreamState] = None
-    try:
-        if spec.extract_instance is not None and instance is not None:
-            data.update(spec.extract_instance(instance))
-        data.update(spec.extract_request(args, kwargs))
-        if rec.capture and spec.extract_input is not None:
-            data["input"] = rec.captured(spec.extract_input(args, kwargs))
-        if spec.prompt_hash is not None:
-            phash = spec.prompt_hash(args, kwargs)
-    except Exception as exc:
-        internal_errors.note(f"extract_request.{spec.provider}", exc)
-    if streaming:
-        data["streaming"] = True
-        if spec.stream_state is not None:
-            try:
-                state = spec.stream_state(args, kwargs)
-            except Exception as exc:
-                internal_errors.note(f"stream_state.{spec.provider}", exc)
-    try:
-        rec.guards.before_call(data["provider"], data.get("model"), phash, span)
-    except BudgetExceeded:
-        raise
-    except Exception as exc:
-        internal_errors.note("guards.before_call", exc)
-    if span is not None:
-        span.llm_calls += 1  # how a framework's model marker learns a provider patch recorded the call
-    return LLMCall(rec, spec, data, span, streaming, state)
+    return LLMCall(client, CallPlan(spec), instance, args, kwargs, streaming)
 
 
 class LLMCall:
-    """The state of one call, from request to event. Finishes exactly once."""
+    """The state of one call, from request to event. Finishes exactly once, settles exactly once.
 
-    __slots__ = ("data", "end", "open", "rec", "span", "span_id", "spec", "state", "streaming", "t0", "ts")
+    Made on the caller's thread before the request leaves; ``succeed`` /
+    ``fail`` / ``finish`` / ``finish_stream`` end it there, and the event is
+    completed when it is settled (see the module docstring). Attributes not
+    set for a call keep the class defaults below.
+
+    Example::
+
+        call = LLMCall(client, CallPlan(spec), instance, args, kwargs, streaming=False)
+        call.succeed(result)
+    """
+
+    # Defaults shared by every call; a call stores only what differs.
+    streaming = False
+    state: Optional[StreamState] = None
+    ended_state: Optional[StreamState] = None  # set by finish_stream: its result() is read when settled
+    phash: Optional[str] = None
+    end: Optional[float] = None
+    status: Optional[str] = None
+    error: Optional[Dict[str, Any]] = None
+    fields: Optional[Dict[str, Any]] = None
+    output: Any = _UNSET
+    first_at: Optional[float] = None
+    ended = False
+    open = True
+    settled = False
+    data: Dict[str, Any]
 
     def __init__(
         self,
-        rec: Recorder,
-        spec: PatchSpec,
-        data: Dict[str, Any],
-        span: Optional[Span],
-        streaming: bool = False,
-        state: Optional[StreamState] = None,
+        client: AgentPulse,
+        plan: CallPlan,
+        instance: Any,
+        args: Any,
+        kwargs: Dict[str, Any],
+        streaming: bool,
     ) -> None:
+        if _deferred:
+            _run_deferred()
+        rec = _recorder
+        if rec is None or rec.client is not client:
+            rec = recorder_for(client)
         self.rec = rec
-        self.spec = spec
-        self.data = data
-        self.span = span
-        self.streaming = streaming
-        self.state = state
-        self.span_id = new_span_id()
-        self.open = True
+        self.plan = plan
+        self.span = span = _current.get()
+        # What the caller may change once the call returns is read now: the request's
+        # values and the last message (its list grows with the answer).
+        try:
+            request = plan.extract_request(args, kwargs)
+            prompt_hash = plan.prompt_hash
+            if prompt_hash is not None:
+                self.phash = prompt_hash(args, kwargs)
+            if rec.capture and plan.extract_input is not None:
+                request = dict(request)
+                request["input"] = rec.captured(plan.extract_input(args, kwargs))
+        except Exception as exc:
+            internal_errors.note(f"extract_request.{plan.provider}", exc)
+            request = {}
+        if streaming:
+            self.streaming = True
+            if plan.stream_state is not None:
+                try:
+                    self.state = plan.stream_state(args, kwargs)
+                except Exception as exc:
+                    internal_errors.note(f"stream_state.{plan.provider}", exc)
+        if instance is not None and plan.extract_instance is not None:
+            try:
+                own = plan.extract_instance(instance)
+                if own:
+                    request = {**own, **request}  # the request's fields win
+            except Exception as exc:
+                internal_errors.note(f"extract_request.{plan.provider}", exc)
+        self.request = request
+        if rec.sync:
+            try:
+                rec.guards.before_call(
+                    request.get("provider", plan.provider), request.get("model"), self.phash, span
+                )
+            except BudgetExceeded:
+                raise
+            except Exception as exc:
+                internal_errors.note("guards.before_call", exc)
+        if span is not None:
+            span.llm_calls += 1  # how a framework's model marker learns a provider patch recorded the call
         self.ts = _now()
         self.t0 = _perf()
-        self.end: Optional[float] = None
+
+    @property
+    def spec(self) -> PatchSpec:
+        """The ``PatchSpec`` this call was made for."""
+        return self.plan.spec
+
+    # -- on the caller's thread ---------------------------------------------------------
 
     def mark_end(self) -> None:
         """The response arrived now, though the call is reported later (a raw response)."""
@@ -357,20 +539,34 @@ class LLMCall:
         """Finish with the fields read from a non-streamed ``result``."""
         if not self.open:
             return
-        spec = self.spec
-        fields: Optional[Dict[str, Any]] = None
-        output: Any = _UNSET
+        if self.end is None:
+            self.end = _perf()
+        plan = self.plan
+        rec = self.rec
         try:
-            fields = spec.extract_response(result)
-            if self.rec.capture and spec.extract_output is not None:
-                output = spec.extract_output(result)
+            self.fields = plan.extract_response(result)
+            if rec.capture and plan.extract_output is not None:
+                self.output = plan.extract_output(result)
         except Exception as exc:
-            internal_errors.note(f"extract_response.{spec.provider}", exc)
-        self.finish("success", fields, output=output)
+            internal_errors.note(f"extract_response.{plan.provider}", exc)
+        self.status = "success"
+        # _close(), inlined: this is the path of nearly every call.
+        self.open = False
+        if rec.sync or len(_unsettled) >= _MAX_UNSETTLED:
+            self._close()
+            return
+        _unsettled.append(self)
+        rec.enqueue({"kind": "llm_call", "ts": self.ts, "finalize": self})
 
     def fail(self, exc: BaseException) -> None:
         """Finish with the SDK's exception (status ``error``, or ``cancelled``)."""
-        self.finish(status_of(exc), None, exc=exc)
+        if not self.open:
+            return
+        if self.end is None:
+            self.end = _perf()
+        self.status = status_of(exc)
+        self.error = error_info(exc)
+        self._close()
 
     def finish(
         self,
@@ -381,25 +577,103 @@ class LLMCall:
         first_at: Optional[float] = None,
         output: Any = _UNSET,
     ) -> None:
-        """Complete the event and queue it. Idempotent; never raises."""
+        """Finish with fields already read. Idempotent; never raises."""
         if not self.open:
             return
+        if self.end is None:
+            self.end = _perf()
+        self.status = status
+        self.fields = fields
+        if exc is not None:
+            self.error = error_info(exc)
+        self.first_at = first_at
+        self.output = output
+        self._close()
+
+    def finish_stream(
+        self,
+        state: StreamState,
+        exc: Optional[BaseException],
+        ended: bool,
+        first_at: Optional[float],
+    ) -> None:
+        """Finish a stream whose chunks ``state`` has recorded. ``state.result()`` runs when the
+        call is settled; the status comes from ``exc``, ``ended`` (exhausted) and ``state.done``
+        then. Idempotent; never raises."""
+        if not self.open:
+            return
+        self.end = _perf()
+        self.ended_state = state
+        if exc is not None:
+            self.status = status_of(exc)
+            self.error = error_info(exc)
+        self.ended = ended
+        self.first_at = first_at
+        self._close()
+
+    def _close(self) -> None:
         self.open = False
-        end = self.end if self.end is not None else _perf()
+        rec = self.rec
+        if rec.sync:
+            self._settle()
+            try:
+                rec.client.emit("llm_call", self.data, span=self.span, own_span_id=new_span_id(), ts=self.ts)
+            except Exception as e:
+                internal_errors.note("recorder.emit", e)
+            return
+        if len(_unsettled) >= _MAX_UNSETTLED:
+            _settle_oldest()
+        _unsettled.append(self)
+        rec.enqueue({"kind": "llm_call", "ts": self.ts, "finalize": self})
+
+    # -- when settled (the worker, a reader of the totals, or the caller when sync) ------
+
+    def __call__(self, ev: Dict[str, Any]) -> None:
+        """Complete ``ev``, this call's queued event, in place (the reporter's ``finalize``)."""
+        if not self.settled:
+            with _settle_lock:
+                _settle_waiting()  # this call and every one that finished before it
+        ev["data"] = self.data
+        ev["span_id"] = new_span_id()
+        span = self.span
+        if span is not None:
+            ev["trace_id"] = span.trace_id
+            ev["session"] = span.session
+            ev["parent_span_id"] = span.span_id
+
+    def _settle(self) -> None:
+        """Build the event data, price it and run the guards' bookkeeping. Never raises."""
+        rec = self.rec
+        spec = self.plan
+        span = self.span
+        data: Dict[str, Any] = {"provider": spec.provider, "operation": spec.operation}
+        self.data = data
         try:
-            data = self.data
+            data.update(self.request)
+            if self.streaming:
+                data["streaming"] = True
+            state = self.ended_state
+            if state is not None:
+                self._stream_result(state)
+            status = self.status
+            if status is None:  # a stream that ended without an error
+                status = "success" if self.ended or getattr(state, "done", False) else "cancelled"
+            fields = self.fields
             if fields:
                 if status == "success" and fields.get("status") == "error":
                     status = "error"  # answered, but as a failure (a Responses API "failed" response)
                 data.update(fields)
-            data["latency_ms"] = (end - self.t0) * 1000.0
+            t0 = self.t0
+            end = self.end if self.end is not None else _perf()
+            data["latency_ms"] = (end - t0) * 1000.0
+            first_at = self.first_at
             if first_at is not None:
-                data["time_to_first_token_ms"] = max(0.0, (first_at - self.t0) * 1000.0)
+                data["time_to_first_token_ms"] = max(0.0, (first_at - t0) * 1000.0)
             data["status"] = status
-            if exc is not None:
-                data["error"] = error_info(exc)
-            rec = self.rec
+            if self.error is not None:
+                data["error"] = self.error
             if rec.capture:
+                output = self.output
                 if output is not _UNSET:
                     data["output"] = rec.captured(output)
                 elif "output" in data:
@@ -409,17 +683,25 @@ class LLMCall:
                 data.pop("input", None)
             rec.cost(data)
             cost = data.get("cost_usd")
-            if cost is not None and self.span is not None:
-                self.span.cost_usd += cost
+            if cost is not None and span is not None:
+                span.cost_usd += cost
         except Exception as e:
             internal_errors.note("recorder.finish", e)
-            data = self.data
-        rec = self.rec
+        guards = rec.guards
+        if not rec.sync:
+            try:
+                guards.before_call(data["provider"], data.get("model"), self.phash, span)
+            except Exception as e:
+                internal_errors.note("guards.before_call", e)
         try:
-            rec.guards.after_call(data, self.span)
+            guards.after_call(data, span)
         except Exception as e:
             internal_errors.note("guards.after_call", e)
+        self.settled = True
+
+    def _stream_result(self, state: StreamState) -> None:
+        self.ended_state = self.state = None
         try:
-            rec.client.emit("llm_call", data, span=self.span, own_span_id=self.span_id, ts=self.ts)
+            self.fields = state.result()
         except Exception as e:
-            internal_errors.note("recorder.emit", e)
+            internal_errors.note(f"stream_state.result.{self.plan.provider}", e)

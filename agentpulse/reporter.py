@@ -269,7 +269,11 @@ class Reporter:
     # -- caller side (hot path) ------------------------------------------
 
     def enqueue(self, event: Dict[str, Any]) -> None:
-        """Queue one raw event dict. O(1), never blocks on the worker; drops the oldest when full."""
+        """Queue one raw event dict. O(1), never blocks on the worker; drops the oldest when full.
+
+        A ``finalize`` key holds a callable the worker runs with the event before validating
+        it, to complete the event in place.
+        """
         try:
             if self._pid != _getpid():
                 self._after_fork()
@@ -478,6 +482,9 @@ class Reporter:
 
     def _validate(self, ev: Dict[str, Any], event_id: str, adapter: Any) -> Any:
         ev["id"] = event_id
+        finalize = ev.pop("finalize", None)
+        if finalize is not None:
+            finalize(ev)  # an event its producer completes here, off the caller's thread (an LLM call)
         data = ev.get("data")
         if data is not None:
             ev["data"] = data = self.coercer(data)

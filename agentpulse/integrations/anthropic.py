@@ -48,25 +48,32 @@ _TOOL_BLOCKS = frozenset(("tool_use", "server_tool_use", "mcp_tool_use"))
 
 def usage_fields(usage: Any) -> Fields:
     """Normalised token fields from an Anthropic ``Usage``."""
+    # Runs on every call: inline type tests rather than helper calls.
     out: Fields = {}
     if usage is None:
         return out
-    inp = as_int(getattr(usage, "input_tokens", None))
-    cw = as_int(getattr(usage, "cache_creation_input_tokens", None))
-    cr = as_int(getattr(usage, "cache_read_input_tokens", None))
+    inp = getattr(usage, "input_tokens", None)
+    if type(inp) is not int or inp < 0:
+        inp = None
+    cw = getattr(usage, "cache_creation_input_tokens", None)
+    if type(cw) is not int or cw < 0:
+        cw = None
+    cr = getattr(usage, "cache_read_input_tokens", None)
+    if type(cr) is not int or cr < 0:
+        cr = None
     if inp is not None or cw is not None or cr is not None:
         out["input_tokens"] = (inp or 0) + (cw or 0) + (cr or 0)
     if cw is not None:
         out["cache_write_tokens"] = cw
     if cr is not None:
         out["cache_read_tokens"] = cr
-    ot = as_int(getattr(usage, "output_tokens", None))
-    if ot is not None:
+    ot = getattr(usage, "output_tokens", None)
+    if type(ot) is int and ot >= 0:
         out["output_tokens"] = ot
     details = getattr(usage, "output_tokens_details", None)
     if details is not None:
-        rt = as_int(getattr(details, "thinking_tokens", None))
-        if rt is not None:
+        rt = getattr(details, "thinking_tokens", None)
+        if type(rt) is int and rt >= 0:
             out["reasoning_tokens"] = rt
     return out
 
@@ -92,21 +99,22 @@ def messages_prompt_hash(args: Args, kwargs: Dict[str, Any]) -> Optional[str]:
 def message_response(result: Any) -> Fields:
     """Fields of a ``Message`` (also ``ParsedMessage`` and the beta ``BetaMessage``)."""
     out = usage_fields(getattr(result, "usage", None))
-    model = as_str(getattr(result, "model", None))
-    if model is not None:
+    model = getattr(result, "model", None)
+    if type(model) is str and model:
         out["response_model"] = model
-    stop = as_str(getattr(result, "stop_reason", None))
-    if stop is not None:
+    stop = getattr(result, "stop_reason", None)
+    if type(stop) is str and stop:
         out["finish_reason"] = stop
     content = getattr(result, "content", None)
     if isinstance(content, list):
-        names = [
-            n
-            for n in (
-                as_str(getattr(b, "name", None)) for b in content if getattr(b, "type", None) in _TOOL_BLOCKS
-            )
-            if n is not None
-        ]
+        names: Optional[List[str]] = None
+        for block in content:
+            if getattr(block, "type", None) in _TOOL_BLOCKS:
+                name = getattr(block, "name", None)
+                if type(name) is str and name:
+                    if names is None:
+                        names = []
+                    names.append(name)
         if names:
             out["tool_calls"] = names
     return out

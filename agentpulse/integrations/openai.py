@@ -197,20 +197,24 @@ def chat_output(result: Any) -> Any:
 
 
 class ChatStreamState(StreamState):
-    """Accumulates ``ChatCompletionChunk``s: text, tool calls, finish reason, usage if sent."""
+    """Accumulates ``ChatCompletionChunk``s: text, tool calls, finish reason, usage if sent.
+
+    Keeps strings and numbers only, never the chunks (see ``StreamState``).
+    """
 
     def __init__(self, args: Args, kwargs: Dict[str, Any]) -> None:
         self.parts: List[str] = []
         self.tool_parts: List[str] = []
         self.tools: List[str] = []
-        self.last: Any = None
-        self.usage: Any = None
+        self.response_model: Any = None
+        self.usage: Optional[Fields] = None
         self.finish_reason: Optional[str] = None
         self.model = as_str(kwargs.get("model"))
         self.messages = _snapshot(kwargs.get("messages"))
 
     def record(self, chunk: Any) -> bool:
-        self.last = chunk
+        if self.response_model is None:
+            self.response_model = getattr(chunk, "model", None)
         choices = chunk.choices
         if choices:
             c = choices[0]
@@ -235,16 +239,16 @@ class ChatStreamState(StreamState):
             return False
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            self.usage = usage
+            self.usage = chat_usage(usage)
         return False
 
     def result(self) -> Fields:
         out: Fields = {}
-        model = as_str(getattr(self.last, "model", None)) if self.last is not None else None
+        model = as_str(self.response_model)
         if model is not None:
             out["response_model"] = model
         if self.usage is not None:
-            out.update(chat_usage(self.usage))
+            out.update(self.usage)
         if "output_tokens" not in out:
             est_model = model or self.model
             inp = estimate_input(self.messages, est_model)
@@ -326,7 +330,7 @@ class ResponsesStreamState(StreamState):
     def __init__(self, args: Args, kwargs: Dict[str, Any]) -> None:
         self.parts: List[str] = []
         self.other = 0
-        self.final: Any = None
+        self.final: Optional[Fields] = None
         self.response_model: Optional[str] = None
         self.model = as_str(kwargs.get("model"))
         self.input = _snapshot(kwargs.get("input"))
@@ -341,7 +345,8 @@ class ResponsesStreamState(StreamState):
             self.other += 1
             return True
         if t in _TERMINAL:
-            self.final = chunk.response
+            # Read now: the final response is the largest object of the stream, not one to hold.
+            self.final = responses_response(chunk.response)
             self.done = True
         elif t == "response.created":
             self.response_model = as_str(getattr(chunk.response, "model", None))
@@ -349,7 +354,7 @@ class ResponsesStreamState(StreamState):
 
     def result(self) -> Fields:
         if self.final is not None:
-            out = responses_response(self.final)
+            out = dict(self.final)
         else:
             out = {}
             if self.response_model is not None:
@@ -419,14 +424,15 @@ class CompletionStreamState(StreamState):
 
     def __init__(self, args: Args, kwargs: Dict[str, Any]) -> None:
         self.parts: List[str] = []
-        self.last: Any = None
-        self.usage: Any = None
+        self.response_model: Any = None
+        self.usage: Optional[Fields] = None
         self.finish_reason: Optional[str] = None
         self.model = as_str(kwargs.get("model"))
         self.prompt = _prompt_text(kwargs.get("prompt"))
 
     def record(self, chunk: Any) -> bool:
-        self.last = chunk
+        if self.response_model is None:
+            self.response_model = getattr(chunk, "model", None)
         choices = chunk.choices
         if choices:
             c = choices[0]
@@ -439,16 +445,16 @@ class CompletionStreamState(StreamState):
             return False
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            self.usage = usage
+            self.usage = chat_usage(usage)
         return False
 
     def result(self) -> Fields:
         out: Fields = {}
-        model = as_str(getattr(self.last, "model", None)) if self.last is not None else None
+        model = as_str(self.response_model)
         if model is not None:
             out["response_model"] = model
         if self.usage is not None:
-            out.update(chat_usage(self.usage))
+            out.update(self.usage)
         if "output_tokens" not in out:
             inp = estimate_input(self.prompt, model or self.model)
             if inp is not None:

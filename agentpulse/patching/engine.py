@@ -15,10 +15,11 @@
 * A call made while another instrumented call runs in the same context (LiteLLM
   calling the openai SDK) is not recorded again.
 
-The wrapper's work on the caller's thread: a ``ContextVar`` read, the request
-extractor, the guards, ``perf_counter`` twice, the response extractor, one dict
-and ``client.emit``. Streams, raw responses and stream managers are handed to
-``agentpulse.patching.streams``.
+The wrapper's work on the caller's thread: two ``ContextVar`` reads, the request
+extractor and prompt hash, the clock, and queueing one small event; the rest of
+the call (response, cost, guards) is settled on the reporter's worker (see
+``agentpulse.recorder``). Streams, raw responses and stream managers are handed
+to ``agentpulse.patching.streams``.
 
 Example::
 
@@ -43,7 +44,7 @@ import wrapt
 
 from .. import client as _client_mod
 from .._internal import capture_internal_errors, internal_errors, log_once, logger
-from ..recorder import IN_CALL, LLMCall, begin
+from ..recorder import IN_CALL, CallPlan, LLMCall
 from .spec import PatchSpec, version_in_range
 from .streams import RawResponseProxy, arm_manager, wrap_stream
 
@@ -54,6 +55,10 @@ _MISSING: Any = object()
 
 class AgentPulseWrapper(wrapt.FunctionWrapper):  # type: ignore[misc,type-arg]
     """The marker type of every function AgentPulse wrapped."""
+
+    # wrapt looks this up on every attribute access of a FunctionWrapper subclass; without it
+    # the lookup fails, and raising and clearing that AttributeError costs more than the rest.
+    __bound_function_wrapper__ = wrapt.BoundFunctionWrapper
 
 
 class _Patch:
@@ -243,32 +248,37 @@ def _complete(call: LLMCall, raw: Optional[str], manager: bool, result: Any) -> 
 
 
 def _sync_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Any]:
-    # Decided once per target, not per call.
+    # Decided once per target, not per call; names bound here are closure reads in the handler.
     never = spec.stream == "never"
     always = spec.stream in ("always", "manager")
     manager = spec.stream == "manager"
     kwarg = spec.stream_kwarg
     header = spec.raw_response_header
     clients = _client_mod
+    plan = CallPlan(spec)
+    in_call, enter, leave = IN_CALL.get, IN_CALL.set, IN_CALL.reset
 
     def handler(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
         client = clients._client
-        if client is None or not patch.active or IN_CALL.get() or not client.enabled:
+        if client is None or not patch.active or not client.enabled or in_call():
             return wrapped(*args, **kwargs)
         streaming = False if never else (always or kwargs.get(kwarg) is True)
-        call = begin(client, spec, instance, args, kwargs, streaming)
+        call = LLMCall(client, plan, instance, args, kwargs, streaming)
         raw = _raw_mode(header, kwargs) if header is not None and "extra_headers" in kwargs else None
-        token = IN_CALL.set(True)
+        token = enter(True)
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            IN_CALL.reset(token)
+            leave(token)
             call.fail(exc)
             raise
-        IN_CALL.reset(token)
-        if raw is None and not streaming:
-            call.succeed(result)
-            return result
+        leave(token)
+        if raw is None:
+            if not streaming:
+                call.succeed(result)
+                return result
+            if not manager:
+                return wrap_stream(result, call, call.state)
         return _complete(call, raw, manager, result)
 
     return handler
@@ -281,25 +291,30 @@ def _async_handler(spec: PatchSpec, patch: _Patch) -> Callable[..., Awaitable[An
     kwarg = spec.stream_kwarg
     header = spec.raw_response_header
     clients = _client_mod
+    plan = CallPlan(spec)
+    in_call, enter, leave = IN_CALL.get, IN_CALL.set, IN_CALL.reset
 
     async def handler(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
         client = clients._client
-        if client is None or not patch.active or IN_CALL.get() or not client.enabled:
+        if client is None or not patch.active or not client.enabled or in_call():
             return await wrapped(*args, **kwargs)
         streaming = False if never else (always or kwargs.get(kwarg) is True)
-        call = begin(client, spec, instance, args, kwargs, streaming)
+        call = LLMCall(client, plan, instance, args, kwargs, streaming)
         raw = _raw_mode(header, kwargs) if header is not None and "extra_headers" in kwargs else None
-        token = IN_CALL.set(True)
+        token = enter(True)
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            IN_CALL.reset(token)
+            leave(token)
             call.fail(exc)
             raise
-        IN_CALL.reset(token)
-        if raw is None and not streaming:
-            call.succeed(result)
-            return result
+        leave(token)
+        if raw is None:
+            if not streaming:
+                call.succeed(result)
+                return result
+            if not manager:
+                return wrap_stream(result, call, call.state)
         return _complete(call, raw, manager, result)
 
     return handler

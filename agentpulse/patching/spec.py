@@ -25,6 +25,12 @@ and records the call anyway, the user's object is never touched):
   for the loop detector.
 * ``stream_state(args, kwargs) -> StreamState``: one accumulator per stream.
 
+Where they run: every extractor and ``StreamState.record`` on the caller's
+thread, as the call happens (the caller may change their arguments once the
+call returns, and nothing holds the SDK's objects longer than the call does);
+``StreamState.result()`` when the call is settled, usually on the reporter's
+worker thread (see ``agentpulse.recorder``).
+
 Example::
 
     from agentpulse.patching.spec import PatchSpec, StreamState
@@ -72,13 +78,17 @@ class StreamState:
     """Accumulates one stream's chunks; subclass it per API.
 
     The engine calls ``record(chunk)`` once per chunk on the consumer's thread,
-    so keep it to a few attribute reads. It returns True when the chunk carried
-    generated output (text, a tool call): the first such chunk sets the time to
-    first token. ``result()`` is called once when the stream ends and returns
-    the same fields as ``extract_response`` plus, when known, ``output`` (the
-    text, kept only with ``capture_messages=True``) and ``usage_estimated``.
-    Set ``done`` once the provider's final chunk was seen: a stream closed
-    after it counts as a success, not a cancellation.
+    so keep it to a few attribute reads, and keep plain values (strings,
+    numbers), not the chunk objects: holding the SDK's objects past the chunk
+    keeps its memory from being reused and slows the caller's program down more
+    than reading them does. It returns True when the chunk carried generated
+    output (text, a tool call): the first such chunk sets the time to first
+    token. ``result()`` is called once after the stream ended, when the call is
+    settled (usually on the reporter's worker thread: token estimates cost the
+    caller nothing), and returns the same fields as ``extract_response`` plus,
+    when known, ``output`` (the text, kept only with ``capture_messages=True``)
+    and ``usage_estimated``. Set ``done`` once the provider's final chunk was
+    seen: a stream closed after it counts as a success, not a cancellation.
 
     Example::
 

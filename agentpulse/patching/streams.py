@@ -12,7 +12,12 @@ and reports the call exactly once, whichever comes first:
   or ``success`` when the provider's final chunk was already seen);
 * it is garbage-collected unfinished (``cancelled``).
 
-The per-chunk work is one call into the state and a flag test. Also here: the
+Per chunk the proxy hands the chunk to the integration's ``StreamState`` (a few
+attribute reads) and passes it on; the state's ``result()`` (token estimates
+included) runs when the call is settled, off the caller's thread.
+``for chunk in stream`` runs on a generator (a ``for`` loop resumes it far more
+cheaply than a method call per chunk), as in the SDKs, whose own ``__iter__``
+is a generator too. Also here: the
 arming of stream managers whose ``__enter__`` makes the request (Anthropic's
 ``messages.stream()``), and ``RawResponseProxy`` for ``with_raw_response`` /
 ``with_streaming_response`` results, read through ``.parse()`` only when the
@@ -29,12 +34,12 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any, Awaitable, Callable, Generator, Optional
+from typing import Any, Awaitable, Callable, Dict, Generator, Iterator, Optional, Type
 
 import wrapt
 
 from .._internal import internal_errors, log_once
-from ..recorder import IN_CALL, LLMCall, finish_from_finalizer, status_of
+from ..recorder import IN_CALL, LLMCall, finish_from_finalizer
 from .spec import StreamState
 
 __all__ = [
@@ -68,6 +73,14 @@ class StreamRun:
         # list.pop() is atomic: whichever path pops first reports, the others see it empty.
         self._pending = [call]
 
+    def take(self, chunk: Any) -> None:
+        """Record ``chunk``; the first one with output sets the time to first token."""
+        try:
+            if self.record(chunk) and self.first_at is None:
+                self.first_at = _perf()
+        except Exception as exc:
+            self.broken(exc)
+
     def broken(self, exc: Exception) -> None:
         """The state failed on a chunk: stop feeding it, keep the stream going."""
         internal_errors.note(f"stream_state.{self.call.spec.provider}", exc)
@@ -75,24 +88,16 @@ class StreamRun:
 
     def finish(self, exc: Optional[BaseException] = None, ended: bool = False) -> None:
         """Report the stream once: on exhaustion (``ended``), an error, a close or GC."""
+        if not self._pending:
+            return
         try:
             call = self._pending.pop()
         except IndexError:
             return
+        # Chunks read after this (a stream iterated on after close()) are not the call's.
+        self.record = _no_record
         try:
-            fields = None
-            state = self.state
-            try:
-                fields = state.result()
-            except Exception as e:
-                internal_errors.note(f"stream_state.result.{call.spec.provider}", e)
-            if exc is not None:
-                status = status_of(exc)
-            elif ended or getattr(state, "done", False):
-                status = "success"
-            else:
-                status = "cancelled"
-            call.finish(status, fields, exc=exc, first_at=self.first_at)
+            call.finish_stream(self.state, exc, ended, self.first_at)
         except Exception as e:
             internal_errors.note("stream.finish", e)
 
@@ -138,10 +143,13 @@ class _ClosingResponse(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
 
 class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
-    def __init__(self, wrapped: Any, run: StreamRun) -> None:
-        super().__init__(wrapped)
-        self._self_run = run
-        self._self_response: Any = None
+    # Looked up only when used: most streams are iterated with ``for`` and never asked
+    # for their response or for ``next()``.
+    _self_response: Any = None
+    _self_next: Any = None
+    _self_anext: Any = None
+
+    _self_run: StreamRun
 
     @property
     def close(self) -> Callable[..., Any]:
@@ -169,7 +177,9 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 
     def __del__(self) -> None:
         try:
-            finish_from_finalizer(self._self_run.finish)
+            run = self._self_run
+            if run._pending:  # not reported yet: abandoned unfinished
+                finish_from_finalizer(run.finish)
         except Exception:
             pass
 
@@ -180,29 +190,58 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc,type-arg]
 class SyncStreamProxy(_StreamProxyBase):
     """A synchronous stream, observed. ``iter()``, ``next()``, ``with`` and ``close()`` as the SDK's."""
 
-    def __init__(self, wrapped: Any, run: StreamRun) -> None:
-        super().__init__(wrapped, run)
-        nxt = getattr(wrapped, "__next__", None)
-        self._self_next = nxt if nxt is not None else iter(wrapped).__next__
+    def __iter__(self) -> Iterator[Any]:
+        return self._self_chunks()
 
-    def __iter__(self) -> SyncStreamProxy:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            chunk = self._self_next()
-        except StopIteration:
-            self._self_run.finish(None, True)
-            raise
-        except BaseException as exc:
-            self._self_run.finish(exc)
-            raise
+    def _self_chunks(self) -> Iterator[Any]:
+        # ``for chunk in stream``: the SDK's own iteration, observed. Leaving the loop early
+        # (break, an exception in the loop body) closes this generator without ending the
+        # stream, as with the SDK: iterating the stream again continues where it stopped.
         run = self._self_run
         try:
-            if run.record(chunk) and run.first_at is None:
-                run.first_at = _perf()
-        except Exception as exc:
-            run.broken(exc)
+            it = iter(self.__wrapped__)
+            if run.first_at is None:
+                for chunk in it:
+                    try:
+                        if run.record(chunk):
+                            run.first_at = _perf()
+                    except Exception as exc:
+                        run.broken(exc)
+                    yield chunk
+                    if run.first_at is not None:
+                        break
+                else:
+                    run.finish(None, True)
+                    return
+            for chunk in it:  # the time to first token is known: only the state is fed
+                try:
+                    run.record(chunk)
+                except Exception as exc:
+                    run.broken(exc)
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.finish(None, True)
+
+    def __next__(self) -> Any:
+        run = self._self_run
+        nxt = self._self_next
+        if nxt is None:
+            wrapped = self.__wrapped__
+            nxt = getattr(wrapped, "__next__", None)
+            self._self_next = nxt = nxt if nxt is not None else iter(wrapped).__next__
+        try:
+            chunk = nxt()
+        except StopIteration:
+            run.finish(None, True)
+            raise
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.take(chunk)
         return chunk
 
     def __enter__(self) -> SyncStreamProxy:
@@ -219,29 +258,25 @@ class SyncStreamProxy(_StreamProxyBase):
 class AsyncStreamProxy(_StreamProxyBase):
     """An asynchronous stream, observed. ``async for``, ``async with``, ``close()`` / ``aclose()``."""
 
-    def __init__(self, wrapped: Any, run: StreamRun) -> None:
-        super().__init__(wrapped, run)
-        nxt = getattr(wrapped, "__anext__", None)
-        self._self_anext = nxt if nxt is not None else wrapped.__aiter__().__anext__
-
     def __aiter__(self) -> AsyncStreamProxy:
         return self
 
     async def __anext__(self) -> Any:
+        run = self._self_run
+        anext = self._self_anext
+        if anext is None:
+            wrapped = self.__wrapped__
+            anext = getattr(wrapped, "__anext__", None)
+            self._self_anext = anext = anext if anext is not None else wrapped.__aiter__().__anext__
         try:
-            chunk = await self._self_anext()
+            chunk = await anext()
         except StopAsyncIteration:
-            self._self_run.finish(None, True)
+            run.finish(None, True)
             raise
         except BaseException as exc:
-            self._self_run.finish(exc)
+            run.finish(exc)
             raise
-        run = self._self_run
-        try:
-            if run.record(chunk) and run.first_at is None:
-                run.first_at = _perf()
-        except Exception as exc:
-            run.broken(exc)
+        run.take(chunk)
         return chunk
 
     async def __aenter__(self) -> AsyncStreamProxy:
@@ -274,6 +309,30 @@ class DualStreamProxy(SyncStreamProxy, AsyncStreamProxy):
     """A stream that iterates both ways (LiteLLM's ``CustomStreamWrapper``), observed both ways."""
 
 
+# The proxy class for each stream type (None: not a stream), decided once per type.
+_proxy_types: Dict[type, Optional[Type[_StreamProxyBase]]] = {}
+
+
+def _proxy_type(cls: type) -> Optional[Type[_StreamProxyBase]]:
+    kind = _proxy_types.get(cls, _proxy_types)
+    if kind is not _proxy_types:
+        return kind  # type: ignore[return-value]
+    proxy: Optional[Type[_StreamProxyBase]] = None
+    if cls not in (str, bytes, bytearray, dict, list, tuple, set) and not hasattr(cls, "model_dump"):
+        sync = hasattr(cls, "__next__") or hasattr(cls, "__iter__")
+        asyn = hasattr(cls, "__anext__") or hasattr(cls, "__aiter__")
+        if sync and asyn:
+            proxy = DualStreamProxy
+        elif asyn:
+            proxy = AsyncStreamProxy
+        elif sync:
+            proxy = SyncStreamProxy
+    if len(_proxy_types) >= 256:
+        _proxy_types.clear()
+    _proxy_types[cls] = proxy
+    return proxy
+
+
 def wrap_stream(obj: Any, call: LLMCall, state: Optional[StreamState]) -> Any:
     """The proxy that reports ``call`` when ``obj`` ends; ``obj`` itself when it is no stream.
 
@@ -282,18 +341,13 @@ def wrap_stream(obj: Any, call: LLMCall, state: Optional[StreamState]) -> Any:
     untouched.
     """
     try:
-        if not is_stream_like(obj):
+        proxy = _proxy_type(type(obj)) if obj is not None else None
+        if proxy is None or isinstance(obj, (str, bytes, bytearray, dict, list, tuple, set)):
             call.succeed(obj)
             return obj
-        run = StreamRun(call, state)
-        cls = type(obj)
-        sync = hasattr(cls, "__next__") or hasattr(cls, "__iter__")
-        asyn = hasattr(cls, "__anext__") or hasattr(cls, "__aiter__")
-        if sync and asyn:
-            return DualStreamProxy(obj, run)
-        if asyn:
-            return AsyncStreamProxy(obj, run)
-        return SyncStreamProxy(obj, run)
+        wrapper = proxy(obj)
+        wrapper._self_run = StreamRun(call, state)  # set here: an __init__ of ours would cost a frame
+        return wrapper
     except Exception as exc:
         internal_errors.note("stream.wrap", exc)
         call.finish("success", None)

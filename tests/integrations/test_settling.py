@@ -83,9 +83,7 @@ def test_capture_messages_settles_on_the_callers_thread(capture: Any, make_modul
     assert one_call(ap)["output_tokens"] == 2
 
 
-def test_session_totals_include_a_call_the_worker_has_not_settled(
-    capture: Any, openai_client: Any
-) -> None:
+def test_session_totals_include_a_call_the_worker_has_not_settled(capture: Any, openai_client: Any) -> None:
     ap = capture(flush_interval=60)  # the worker would not reach the call before the session ends
     with agentpulse.session("night-run"):
         openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
